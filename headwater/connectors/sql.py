@@ -1,0 +1,107 @@
+"""Shared logic of database-table sources: query building and incremental cursors.
+
+Incremental reads use a *closed* lower bound: ``cursor >= high-water mark``. Rows that share
+the mark are read again and de-duplicated downstream by key (offline merges are keyed), so a
+row committed with the same cursor value after the previous run is never lost. The new mark is
+the greatest cursor value read; the orchestrator commits it after the data it covers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from headwater.definitions.naming import quote_ident
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def encode_cursor(value: Any) -> dict[str, Any] | None:
+    """A JSON-able checkpoint for a cursor value, keeping its type."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return {"type": "datetime", "value": value.isoformat()}
+    if isinstance(value, date):
+        return {"type": "date", "value": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"type": "decimal", "value": str(value)}
+    if isinstance(value, bool | int | float | str):
+        return {"type": type(value).__name__, "value": value}
+    return {"type": "str", "value": str(value)}
+
+
+def decode_cursor(checkpoint: dict[str, Any] | None) -> Any:
+    """The cursor value stored by :func:`encode_cursor`."""
+    if not checkpoint:
+        return None
+    kind, value = checkpoint["type"], checkpoint["value"]
+    if kind == "datetime":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    if kind == "decimal":
+        return Decimal(value)
+    return value
+
+
+def qualified(name: str) -> str:
+    """Quote ``schema.table`` (or ``table``) part by part."""
+    return ".".join(quote_ident(part) for part in name.split("."))
+
+
+def build_select(
+    *,
+    table: str | None,
+    query: str | None,
+    cursor_field: str | None,
+    has_mark: bool,
+    placeholder: Callable[[str], str],
+) -> str:
+    """The SELECT a table source runs; values are bound through ``placeholder(name)``."""
+    base = f"SELECT * FROM {qualified(table)}" if table else f"SELECT * FROM ({query}) AS q"
+    if cursor_field and has_mark:
+        base += f" WHERE {quote_ident(cursor_field)} >= {placeholder('hw_cursor_low')}"
+    return base
+
+
+class CursorTracker:
+    """Wraps a stream of record batches, remembering the greatest cursor value and row count."""
+
+    def __init__(self, cursor_field: str | None, previous: Any) -> None:
+        self.cursor_field = cursor_field
+        self.high = previous
+        self.rows = 0
+
+    def track(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+
+        for batch in batches:
+            self.rows += batch.num_rows
+            if self.cursor_field and batch.num_rows:
+                column = batch.column(batch.schema.get_field_index(self.cursor_field))
+                top = pc.max(column).as_py()
+                if top is not None and (self.high is None or top > self.high):
+                    self.high = top
+            yield batch
+
+    def checkpoint(self) -> dict[str, Any] | None:
+        return encode_cursor(self.high) if self.cursor_field else None
+
+
+def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.RecordBatch:
+    """Columnise fetched rows into a record batch of ``schema``."""
+    import pyarrow as pa
+
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [[] for _ in schema]
+    arrays = []
+    for values, field in zip(columns, schema, strict=True):
+        try:
+            arrays.append(pa.array(values, type=field.type))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    names = [f.name for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, names=names)

@@ -1,0 +1,38 @@
+"""The declarative objects users write: entities, sources, windows, aggregations, feature views."""
+
+from headwater.definitions.aggregations import (
+    AGGREGATIONS,
+    Aggregation,
+    Avg,
+    Count,
+    CountDistinct,
+    Last,
+    Max,
+    Min,
+    Sum,
+)
+from headwater.definitions.entity import Entity
+from headwater.definitions.feature_view import FeatureView
+from headwater.definitions.sources import FileSource, PostgresSource, Source, SqliteSource
+from headwater.definitions.windows import Hopping, Tumbling, Window
+
+__all__ = [
+    "AGGREGATIONS",
+    "Aggregation",
+    "Avg",
+    "Count",
+    "CountDistinct",
+    "Entity",
+    "FeatureView",
+    "FileSource",
+    "Hopping",
+    "Last",
+    "Max",
+    "Min",
+    "PostgresSource",
+    "Source",
+    "SqliteSource",
+    "Sum",
+    "Tumbling",
+    "Window",
+]

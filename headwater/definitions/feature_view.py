@@ -1,0 +1,209 @@
+"""Feature views: an entity, a source and the features computed from it.
+
+Two shapes exist today:
+
+* *projection* — ``features`` is a mapping ``name -> SQL expression`` over the source's columns;
+  one output row per source row.
+* *aggregation* — ``features`` is a list of :class:`~headwater.definitions.aggregations.Aggregation`
+  and ``window`` is a :class:`Tumbling`, a :class:`Hopping` or ``None`` (lifetime: one row per
+  entity and distinct event time, holding the aggregate of every event up to it).
+
+Every output row has the entity's join keys, ``event_timestamp`` and the feature columns
+(projections whose source has a created timestamp also carry ``created_timestamp``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
+
+from headwater.definitions.aggregations import Aggregation
+from headwater.definitions.durations import Duration, to_millis
+from headwater.definitions.entity import Entity
+from headwater.definitions.naming import check_name
+from headwater.definitions.sources import Source
+from headwater.definitions.windows import Window
+from headwater.errors import DefinitionError
+
+RESERVED_COLUMNS = frozenset({"event_timestamp", "created_timestamp", "event_date"})
+
+
+@dataclass(frozen=True, init=False, eq=False)
+class FeatureView:
+    """A set of features of one entity computed from one source.
+
+    Args:
+        name: unique view name; it names the offline table and prefixes full feature names.
+        entity: the entity whose join keys the rows are keyed by.
+        source: where the rows come from.
+        features: ``{"name": "sql expression"}`` for a projection, or a list of aggregations.
+        window: for aggregations: ``Tumbling("1d")``, ``Hopping(size="1h", every="5m")``, or
+            ``None`` for lifetime aggregates.
+        ttl: how long a value stays valid; older values read as null online and do not join
+            in training sets. ``None`` means forever.
+        online: write the latest row per entity to the online store on ``materialize``.
+        offline: keep history in the offline store (always true today).
+        description: free text.
+        tags: free key/value labels.
+    """
+
+    name: str
+    entity: Entity
+    source: Source
+    projections: dict[str, str]
+    aggregations: list[Aggregation]
+    window: Window | None
+    ttl: timedelta | None
+    online: bool
+    offline: bool
+    description: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        entity: Entity,
+        source: Source,
+        features: dict[str, str] | list[Aggregation],
+        window: Window | None = None,
+        ttl: Duration | None = None,
+        online: bool = True,
+        offline: bool = True,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        check_name(name, "feature view")
+        setattr_ = object.__setattr__
+        setattr_(self, "name", name)
+        if not isinstance(entity, Entity):
+            raise DefinitionError(
+                f"view {name!r}: entity must be an Entity, not {type(entity).__name__}",
+                fix='entity=Entity("user", join_keys=["user_id"])',
+            )
+        if not isinstance(source, Source):
+            raise DefinitionError(
+                f"view {name!r}: source must be a source (FileSource, PostgresSource, ...), "
+                f"not {type(source).__name__}",
+                fix="pass the source object itself, not its name",
+            )
+        setattr_(self, "entity", entity)
+        setattr_(self, "source", source)
+        projections: dict[str, str] = {}
+        aggregations: list[Aggregation] = []
+        if isinstance(features, dict):
+            if window is not None:
+                raise DefinitionError(
+                    f"view {name!r}: a window needs aggregations, but features is a mapping "
+                    "of expressions",
+                    fix="pass features=[Sum('amount'), Count()] or drop window=",
+                )
+            for feature, expression in features.items():
+                check_name(feature, f"view {name!r}: feature")
+                if not isinstance(expression, str) or not expression.strip():
+                    raise DefinitionError(
+                        f"view {name!r}: feature {feature!r} needs a SQL expression string",
+                        fix=f'features={{"{feature}": "column_name"}}',
+                    )
+                projections[feature] = expression
+        elif isinstance(features, list | tuple):
+            for item in features:
+                if not isinstance(item, Aggregation):
+                    raise DefinitionError(
+                        f"view {name!r}: {item!r} is not an aggregation",
+                        fix="use Sum, Count, Avg, Min, Max, CountDistinct or Last; for "
+                        "expressions pass a mapping instead of a list",
+                    )
+                aggregations.append(item)
+        else:
+            raise DefinitionError(
+                f"view {name!r}: features must be a mapping name -> SQL expression or a list of "
+                "aggregations",
+                fix='features={"age": "age"} or features=[Count()]',
+            )
+        names = list(projections) or [agg.name for agg in aggregations]
+        if not names:
+            raise DefinitionError(f"view {name!r} has no features", fix="declare at least one")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise DefinitionError(
+                f"view {name!r}: feature name {duplicates[0]!r} is declared twice",
+                fix="give each aggregation a distinct name=",
+            )
+        clash = set(names) & (RESERVED_COLUMNS | set(entity.join_keys))
+        if clash:
+            raise DefinitionError(
+                f"view {name!r}: feature name {sorted(clash)[0]!r} collides with a join key or "
+                "a reserved column (event_timestamp, created_timestamp, event_date)",
+                fix="rename the feature",
+            )
+        setattr_(self, "projections", projections)
+        setattr_(self, "aggregations", aggregations)
+        if window is not None and not isinstance(window, Window):
+            raise DefinitionError(
+                f"view {name!r}: window must be Tumbling(...) or Hopping(...), not {window!r}",
+                fix='window=Tumbling("1d")',
+            )
+        if window is not None:
+            window.validate(name)
+        setattr_(self, "window", window)
+        ttl_value = (
+            None
+            if ttl is None
+            else timedelta(milliseconds=to_millis(ttl, what=f"view {name!r}: ttl"))
+        )
+        setattr_(self, "ttl", ttl_value)
+        setattr_(self, "online", online)
+        setattr_(self, "offline", offline)
+        setattr_(self, "description", description)
+        setattr_(self, "tags", dict(tags or {}))
+
+    # ----------------------------------------------------------------- derived facts
+    @property
+    def kind(self) -> Literal["projection", "aggregation"]:
+        return "projection" if self.projections else "aggregation"
+
+    @property
+    def join_keys(self) -> list[str]:
+        return self.entity.join_keys
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.projections) or [agg.name for agg in self.aggregations]
+
+    @property
+    def has_created_timestamp(self) -> bool:
+        return self.kind == "projection" and self.source.created_timestamp_field is not None
+
+    @property
+    def ttl_ms(self) -> int | None:
+        return None if self.ttl is None else self.ttl // timedelta(milliseconds=1)
+
+    @property
+    def window_ms(self) -> tuple[int, int] | None:
+        """``(size_ms, hop_ms)`` of the window, or None for projections and lifetime views."""
+        return None if self.window is None else self.window.validate(self.name)
+
+    def to_spec(self) -> dict[str, Any]:
+        """A JSON-able description used for registry versions and diffs."""
+        return {
+            "kind": "feature_view",
+            "name": self.name,
+            "shape": self.kind,
+            "entity": self.entity.name,
+            "join_keys": self.join_keys,
+            "source": self.source.name,
+            "features": dict(self.projections) or [agg.to_spec() for agg in self.aggregations],
+            "window": None if self.window is None else self.window.to_spec(),
+            "ttl_ms": self.ttl_ms,
+            "online": self.online,
+            "offline": self.offline,
+            "description": self.description,
+            "tags": self.tags,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"FeatureView({self.name!r}, entity={self.entity.name!r}, source={self.source.name!r})"
+        )

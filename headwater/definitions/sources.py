@@ -1,0 +1,281 @@
+"""Sources: where raw records come from.
+
+A source names its event-time column (``timestamp_field``) and optionally a
+``created_timestamp_field`` (when the row was written, used to break ties), a ``primary_key``
+and, for incremental loads, a ``cursor_field``. Sources are plain declarations: reading them is
+the job of :mod:`headwater.connectors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from headwater.definitions.naming import check_name
+from headwater.errors import DefinitionError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """Base of all source kinds."""
+
+    kind: ClassVar[str] = ""
+    name: str
+    timestamp_field: str
+    created_timestamp_field: str | None = None
+    primary_key: list[str] = field(default_factory=list)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "source")
+        if not self.timestamp_field:
+            raise DefinitionError(
+                f"source {self.name!r} has no timestamp_field",
+                fix="name the event-time column, e.g. timestamp_field='event_timestamp'",
+            )
+        if isinstance(self.primary_key, str):
+            object.__setattr__(self, "primary_key", [self.primary_key])
+        object.__setattr__(self, "primary_key", list(self.primary_key or []))
+
+    @property
+    def incremental(self) -> bool:
+        """True when the source is read incrementally by a cursor."""
+        return False
+
+    def to_spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"kind": self.kind}
+        for key, value in self.__dict__.items():
+            spec[key] = value
+        return spec
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.name))
+
+
+_FORMATS = ("csv", "json", "parquet")
+
+
+@dataclass(frozen=True, kw_only=True, init=False)
+class FileSource(Source):
+    """Files in a data lake: CSV, JSON (newline-delimited or arrays) or Parquet.
+
+    Args:
+        name: unique source name.
+        path: a file, a glob (``data/clicks/*.parquet``) or a folder of hive partitions
+            (``data/clicks/``, with ``date=2024-01-01/`` sub-folders). Relative paths are read
+            from the project folder.
+        timestamp_field: the event-time column.
+        created_timestamp_field: optional column telling when a row was written.
+        format: ``csv``, ``json`` or ``parquet``; guessed from the path's extension when omitted.
+        hive_partitioning: read ``key=value`` folder names as columns (default: on for folders
+            and globs that cross such folders).
+        options: extra reader options (for CSV: ``delim``, ``header``, ``quote``, ...).
+        primary_key: optional key columns.
+    """
+
+    kind: ClassVar[str] = "file"
+    path: str
+    format: str | None = None
+    hive_partitioning: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str,
+        timestamp_field: str,
+        created_timestamp_field: str | None = None,
+        format: str | None = None,
+        hive_partitioning: bool | None = None,
+        options: dict[str, Any] | None = None,
+        primary_key: list[str] | str | None = None,
+        description: str = "",
+    ) -> None:
+        values = {
+            "name": name,
+            "path": path,
+            "timestamp_field": timestamp_field,
+            "created_timestamp_field": created_timestamp_field,
+            "format": format,
+            "hive_partitioning": hive_partitioning,
+            "options": dict(options or {}),
+            "primary_key": primary_key or [],
+            "description": description,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
+        if not path:
+            raise DefinitionError(
+                f"file source {name!r} has no path", fix="path='data/x/*.parquet'"
+            )
+        fmt = format or _guess_format(path)
+        if fmt not in _FORMATS:
+            raise DefinitionError(
+                f"file source {name!r}: cannot tell the format of {path!r}",
+                fix=f"pass format= one of {', '.join(_FORMATS)}",
+            )
+        object.__setattr__(self, "format", fmt)
+
+
+def _guess_format(path: str) -> str | None:
+    lowered = path.lower().rstrip("/")
+    for suffix, fmt in (
+        (".parquet", "parquet"),
+        (".pq", "parquet"),
+        (".csv", "csv"),
+        (".tsv", "csv"),
+        (".json", "json"),
+        (".jsonl", "json"),
+        (".ndjson", "json"),
+        (".csv.gz", "csv"),
+        (".json.gz", "json"),
+    ):
+        if lowered.endswith(suffix):
+            return fmt
+    return None
+
+
+@dataclass(frozen=True, kw_only=True, init=False)
+class PostgresSource(Source):
+    """A PostgreSQL table or query.
+
+    Args:
+        name: unique source name.
+        connection: the name of a ``type: postgres`` connection in ``headwater.yaml``.
+        table: ``schema.table`` to read (or give ``query``).
+        query: a SELECT to read instead of a table; parameters go in ``params``.
+        params: values bound to ``%(name)s`` placeholders of ``query`` (never string-formatted).
+        timestamp_field: the event-time column.
+        created_timestamp_field: optional column telling when a row was written.
+        cursor_field: when set, each run reads only rows with ``cursor >= last high-water mark``
+            (the boundary is re-read and de-duplicated by ``primary_key``).
+        primary_key: the key columns; required with ``cursor_field``.
+        batch_size: rows per Arrow record batch while streaming.
+    """
+
+    kind: ClassVar[str] = "postgres"
+    connection: str
+    table: str | None = None
+    query: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    cursor_field: str | None = None
+    batch_size: int = 100_000
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        connection: str,
+        timestamp_field: str,
+        table: str | None = None,
+        query: str | None = None,
+        params: dict[str, Any] | None = None,
+        created_timestamp_field: str | None = None,
+        cursor_field: str | None = None,
+        primary_key: list[str] | str | None = None,
+        batch_size: int = 100_000,
+        description: str = "",
+    ) -> None:
+        values = {
+            "name": name,
+            "connection": connection,
+            "table": table,
+            "query": query,
+            "params": dict(params or {}),
+            "timestamp_field": timestamp_field,
+            "created_timestamp_field": created_timestamp_field,
+            "cursor_field": cursor_field,
+            "primary_key": primary_key or [],
+            "batch_size": batch_size,
+            "description": description,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
+        _check_table_source(self, "postgres")
+
+    @property
+    def incremental(self) -> bool:
+        return self.cursor_field is not None
+
+
+@dataclass(frozen=True, kw_only=True, init=False)
+class SqliteSource(Source):
+    """A table or query in a local SQLite database file (handy for demos and small apps).
+
+    Args:
+        name: unique source name.
+        path: the database file (relative paths are read from the project folder).
+        table: table to read (or give ``query``).
+        query: a SELECT to read instead; parameters go in ``params`` (``:name`` placeholders).
+        timestamp_field: the event-time column.
+        created_timestamp_field: optional column telling when a row was written.
+        cursor_field: incremental reads by this column, as for :class:`PostgresSource`.
+        primary_key: the key columns; required with ``cursor_field``.
+        batch_size: rows per Arrow record batch while streaming.
+    """
+
+    kind: ClassVar[str] = "sqlite"
+    path: str
+    table: str | None = None
+    query: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    cursor_field: str | None = None
+    batch_size: int = 100_000
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str,
+        timestamp_field: str,
+        table: str | None = None,
+        query: str | None = None,
+        params: dict[str, Any] | None = None,
+        created_timestamp_field: str | None = None,
+        cursor_field: str | None = None,
+        primary_key: list[str] | str | None = None,
+        batch_size: int = 100_000,
+        description: str = "",
+    ) -> None:
+        values = {
+            "name": name,
+            "path": path,
+            "table": table,
+            "query": query,
+            "params": dict(params or {}),
+            "timestamp_field": timestamp_field,
+            "created_timestamp_field": created_timestamp_field,
+            "cursor_field": cursor_field,
+            "primary_key": primary_key or [],
+            "batch_size": batch_size,
+            "description": description,
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
+        _check_table_source(self, "sqlite")
+
+    @property
+    def incremental(self) -> bool:
+        return self.cursor_field is not None
+
+
+def _check_table_source(source: Any, kind: str) -> None:
+    name = source.name
+    if (source.table is None) == (source.query is None):
+        raise DefinitionError(
+            f"{kind} source {name!r} needs exactly one of table= or query=",
+            fix="table='public.orders' or query='SELECT ...'",
+        )
+    if source.cursor_field and not source.primary_key:
+        raise DefinitionError(
+            f"{kind} source {name!r} has cursor_field={source.cursor_field!r} but no "
+            "primary_key; rows that share the cursor value at the boundary are re-read and "
+            "need a key to be de-duplicated",
+            fix="add primary_key=['id']",
+        )
+    if source.batch_size <= 0:
+        raise DefinitionError(f"{kind} source {name!r}: batch_size must be positive")

@@ -1,0 +1,86 @@
+"""Event-time windows.
+
+Windows align to the UTC epoch and are half-open ``[start, end)``. A hopping window of size S
+every H covers ``[k*H, k*H + S)`` for every integer k; a tumbling window is a hopping window with
+H == S. An aggregation row's ``event_timestamp`` is the window end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from headwater.definitions.durations import Duration, format_millis, to_millis
+from headwater.errors import DefinitionError
+
+
+@dataclass(frozen=True)
+class Window:
+    """Base of the window kinds; use :class:`Tumbling` or :class:`Hopping`."""
+
+    size: Duration
+    every: Duration
+
+    def size_ms(self, what: str = "window") -> int:
+        return to_millis(self.size, what=f"{what} size")
+
+    def every_ms(self, what: str = "window") -> int:
+        return to_millis(self.every, what=f"{what} hop")
+
+    def validate(self, view: str) -> tuple[int, int]:
+        """Return ``(size_ms, hop_ms)`` or raise an error naming ``view``."""
+        size = self.size_ms(f"view {view!r}: window")
+        hop = self.every_ms(f"view {view!r}: window")
+        if hop > size:
+            raise DefinitionError(
+                f"view {view!r}: window hop {format_millis(hop)} is larger than its size "
+                f"{format_millis(size)}, so some events would fall in no window",
+                fix="make `every` at most `size`",
+            )
+        if size % hop != 0:
+            raise DefinitionError(
+                f"view {view!r}: window hop {format_millis(hop)} does not divide its size "
+                f"{format_millis(size)}",
+                fix=f"choose `every` so that size is a whole multiple of it "
+                f"(e.g. every={format_millis(_largest_divisor(size, hop))!r})",
+            )
+        return size, hop
+
+    def to_spec(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _largest_divisor(size: int, below: int) -> int:
+    for candidate in range(below, 0, -1):
+        if size % candidate == 0:
+            return candidate
+    return 1
+
+
+class Tumbling(Window):
+    """Fixed, non-overlapping windows: ``Tumbling("1d")``."""
+
+    def __init__(self, size: Duration) -> None:
+        super().__init__(size=size, every=size)
+
+    def __repr__(self) -> str:
+        return f"Tumbling({self.size!r})"
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": "tumbling", "size_ms": self.size_ms()}
+
+
+class Hopping(Window):
+    """Overlapping windows of ``size`` starting every ``every``.
+
+    Example: ``Hopping(size="1h", every="5m")``.
+    """
+
+    def __init__(self, size: Duration, every: Duration) -> None:
+        super().__init__(size=size, every=every)
+
+    def __repr__(self) -> str:
+        return f"Hopping(size={self.size!r}, every={self.every!r})"
+
+    def to_spec(self) -> dict[str, Any]:
+        return {"kind": "hopping", "size_ms": self.size_ms(), "every_ms": self.every_ms()}

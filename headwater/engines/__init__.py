@@ -1,0 +1,1 @@
+"""Engines: batch (DuckDB) today; Spark and streaming slot in beside it."""

@@ -1,0 +1,170 @@
+"""Compile feature views into DuckDB SQL over a source relation.
+
+The SQL implements the brief's semantics exactly: event times become integer milliseconds,
+windows align to the epoch and are ``[start, end)``, a window row's ``event_timestamp`` is its
+end, and projections keep one row per (keys, event_timestamp), the greatest created timestamp
+winning. Rows without an event time or a join key cannot be placed and are left out; the
+engine counts them so the run reports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from headwater.definitions.naming import quote_ident as q
+from headwater.engines.windows import floormod_sql
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from headwater.definitions import Aggregation, FeatureView
+
+_MIN_BIGINT = "(-9223372036854775807 - 1)"
+
+
+def event_ms_sql(column: str, arrow_type: pa.DataType | None) -> str:
+    """SQL turning a source time column into epoch milliseconds (integers are taken as ms)."""
+    import pyarrow as pa
+
+    if arrow_type is not None and pa.types.is_integer(arrow_type):
+        return f"CAST({q(column)} AS BIGINT)"
+    return f"epoch_ms(CAST({q(column)} AS TIMESTAMPTZ))"
+
+
+def ms_to_ts_sql(expr: str) -> str:
+    return f"CAST(epoch_ms(CAST({expr} AS BIGINT)) AS TIMESTAMPTZ)"
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """Limit an aggregation to some (keys, window start) pairs, or keys for lifetime views.
+
+    ``relation`` names a registered relation with the join keys and, for windowed views, a
+    ``__ws`` column of window starts in ms. ``min_ts``/``max_ts`` bound the events read.
+    """
+
+    relation: str
+    min_ts: int
+    max_ts: int
+
+
+def compile_view(
+    view: FeatureView,
+    relation: str,
+    schema: pa.Schema,
+    restriction: Restriction | None = None,
+) -> str:
+    """The SELECT computing ``view``'s output rows from ``relation`` (with ``schema``)."""
+    keys = ", ".join(q(k) for k in view.join_keys)
+    ts_type = _type_of(schema, view.source.timestamp_field)
+    ts_ms = event_ms_sql(view.source.timestamp_field, ts_type)
+    valid = " AND ".join(
+        [f"{q(view.source.timestamp_field)} IS NOT NULL"]
+        + [f"{q(k)} IS NOT NULL" for k in view.join_keys]
+    )
+    if view.kind == "projection":
+        return _projection(view, relation, schema, keys, ts_ms, valid)
+    cts = view.source.created_timestamp_field
+    cts_ms = event_ms_sql(cts, _type_of(schema, cts)) if cts and cts in schema.names else "NULL"
+    inputs = sorted({a.column for a in view.aggregations if a.column})
+    event_cols = ", ".join(
+        [keys, f"{ts_ms} AS __ts", f"CAST({cts_ms} AS BIGINT) AS __cts"] + [q(c) for c in inputs]
+    )
+    where = valid
+    if restriction is not None:
+        where += (
+            f" AND ({keys}) IN (SELECT {keys} FROM {restriction.relation})"
+            f" AND {ts_ms} >= {restriction.min_ts} AND {ts_ms} < {restriction.max_ts}"
+        )
+    events = f"SELECT {event_cols} FROM {relation} WHERE {where}"
+    if view.window is None:
+        return _lifetime(view, events, keys, schema)
+    return _windowed(view, events, keys, schema, restriction)
+
+
+def _type_of(schema: pa.Schema, column: str) -> pa.DataType | None:
+    index = schema.get_field_index(column)
+    return None if index < 0 else schema.field(index).type
+
+
+def _projection(
+    view: FeatureView, relation: str, schema: pa.Schema, keys: str, ts_ms: str, valid: str
+) -> str:
+    cts = view.source.created_timestamp_field
+    columns = [keys, f"{ms_to_ts_sql(ts_ms)} AS event_timestamp"]
+    order = []
+    if view.has_created_timestamp and cts:
+        cts_ms = event_ms_sql(cts, _type_of(schema, cts))
+        columns.append(f"{ms_to_ts_sql(cts_ms)} AS created_timestamp")
+        order.append("created_timestamp DESC NULLS LAST")
+    columns += [f"({expr}) AS {q(name)}" for name, expr in view.projections.items()]
+    # Exact duplicates on (keys, time, created) resolve by feature values: deterministic.
+    order += [f"{q(name)} DESC NULLS LAST" for name in view.projections]
+    return (
+        f"SELECT * FROM (SELECT {', '.join(columns)} FROM {relation} WHERE {valid}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys}, event_timestamp "
+        f"ORDER BY {', '.join(order)}) = 1"
+    )
+
+
+def _aggregate_sql(agg: Aggregation, schema: pa.Schema, over: str = "") -> str:
+    import pyarrow as pa
+
+    col = q(agg.column) if agg.column else ""
+    function = agg.function
+    if function == "count":
+        expr = f"count({col or '*'}){over}"
+    elif function == "count_distinct":
+        expr = f"count(DISTINCT {col}){over}"
+    elif function == "avg":
+        expr = f"CAST(avg({col}){over} AS DOUBLE)"
+    elif function == "sum":
+        expr = f"sum({col}){over}"
+        col_type = _type_of(schema, agg.column or "")
+        if col_type is not None and pa.types.is_integer(col_type):
+            expr = f"CAST({expr} AS BIGINT)"
+    elif function == "last":
+        packed = f"struct_pack(t := __ts, c := coalesce(__cts, {_MIN_BIGINT}), v := {col})"
+        expr = f"(max({packed}) FILTER (WHERE {col} IS NOT NULL){over}).v"
+    else:  # min, max
+        expr = f"{function}({col}){over}"
+    return f"{expr} AS {q(agg.name)}"
+
+
+def _windowed(
+    view: FeatureView,
+    events: str,
+    keys: str,
+    schema: pa.Schema,
+    restriction: Restriction | None,
+) -> str:
+    size, hop = view.window_ms or (0, 0)
+    last_start = f"(__ts - {floormod_sql('__ts', hop)})"
+    if size == hop:
+        assigned = f"SELECT *, {last_start} AS __ws FROM ({events})"
+    else:
+        assigned = (
+            f"SELECT e.*, {last_start} - __hw_i.i * {hop} AS __ws "
+            f"FROM ({events}) AS e CROSS JOIN range(0, {size // hop}) AS __hw_i(i)"
+        )
+    aggs = ", ".join(_aggregate_sql(a, schema) for a in view.aggregations)
+    having = ""
+    if restriction is not None:
+        having = f" HAVING ({keys}, __ws) IN (SELECT {keys}, __ws FROM {restriction.relation})"
+    return (
+        f"SELECT {keys}, {ms_to_ts_sql(f'__ws + {size}')} AS event_timestamp, {aggs} "
+        f"FROM ({assigned}) GROUP BY {keys}, __ws{having}"
+    )
+
+
+def _lifetime(view: FeatureView, events: str, keys: str, schema: pa.Schema) -> str:
+    over = (
+        f" OVER (PARTITION BY {keys} ORDER BY __ts "
+        "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+    )
+    aggs = ", ".join(_aggregate_sql(a, schema, over) for a in view.aggregations)
+    return (
+        f"SELECT {keys}, {ms_to_ts_sql('__ts')} AS event_timestamp, {aggs} FROM ({events}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys}, __ts ORDER BY __ts) = 1"
+    )

@@ -1,0 +1,131 @@
+"""The embedded batch engine: DuckDB over Arrow.
+
+Reads sources through their connectors, runs the SQL that :mod:`headwater.engines.compile`
+produces, and hands back a stream of record batches. DuckDB streams and spills, so memory stays
+bounded by ``engine.memory_limit`` whatever the input size.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from headwater.definitions.naming import quote_ident as q
+from headwater.engines.compile import Restriction, compile_view
+from headwater.errors import DefinitionError
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from headwater.config import ProjectConfig
+    from headwater.definitions import FeatureView
+
+
+class DuckDBEngine:
+    """Batch computation of feature views on DuckDB."""
+
+    def __init__(self, project: ProjectConfig) -> None:
+        self.project = project
+        self.config = project.engine
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A connection set to UTC with the configured memory, threads and spill folder."""
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        temp = self.project.resolve(self.config.temp_directory)
+        os.makedirs(temp, exist_ok=True)
+        con.execute("SET temp_directory = ?", [temp])
+        if self.config.memory_limit:
+            con.execute("SET memory_limit = ?", [self.config.memory_limit])
+        if self.config.threads:
+            con.execute(f"SET threads = {int(self.config.threads)}")
+        con.execute("SET preserve_insertion_order = false")
+        return con
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, view: FeatureView, schema: pa.Schema) -> pa.Schema:
+        """Check ``view`` against its source's columns; return the output schema.
+
+        Raises:
+            DefinitionError: naming the view, the field and the fix.
+        """
+        import duckdb
+
+        columns = schema.names
+        listing = ", ".join(columns)
+        source = view.source
+
+        def need(column: str | None, role: str) -> None:
+            if column and column not in columns:
+                raise DefinitionError(
+                    f"view {view.name!r}: {role} {column!r} is not a column of source "
+                    f"{source.name!r} (columns: {listing})",
+                    fix=f"use one of the source's columns for {role}",
+                )
+
+        need(source.timestamp_field, "timestamp_field")
+        need(source.created_timestamp_field, "created_timestamp_field")
+        for key in view.join_keys:
+            need(key, f"join key of entity {view.entity.name!r}")
+        for agg in view.aggregations:
+            need(agg.column, f"column of aggregation {agg.name!r}")
+        con = self.connect()
+        try:
+            con.register("__hw_empty", schema.empty_table())
+            for name, expression in view.projections.items():
+                try:
+                    con.execute(f"SELECT ({expression}) AS {q(name)} FROM __hw_empty LIMIT 0")
+                except duckdb.Error as exc:
+                    raise DefinitionError(
+                        f"view {view.name!r}: feature {name!r}: expression {expression!r} is "
+                        f"invalid: {_first_line(exc)}",
+                        fix=f"write a SQL expression over the columns of source "
+                        f"{source.name!r} ({listing})",
+                    ) from None
+            sql = compile_view(view, "__hw_empty", schema)
+            try:
+                return con.sql(f"SELECT * FROM ({sql}) LIMIT 0").to_arrow_table().schema
+            except duckdb.Error as exc:
+                raise DefinitionError(
+                    f"view {view.name!r}: cannot be computed from source {source.name!r}: "
+                    f"{_first_line(exc)}",
+                    fix="check the aggregation columns' types and the timestamp column",
+                ) from None
+        finally:
+            con.close()
+
+    # ------------------------------------------------------------------ computation
+    def compute(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        relation: str,
+        restriction: Restriction | None = None,
+        batch_rows: int = 100_000,
+    ) -> pa.RecordBatchReader:
+        """Stream ``view``'s output rows computed from ``relation``."""
+        schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
+        sql = compile_view(view, relation, schema, restriction)
+        return con.sql(sql).fetch_record_batch(batch_rows)
+
+    def unplaceable_rows(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str
+    ) -> tuple[int, int]:
+        """``(rows, rows without an event time or a join key)`` of ``relation``."""
+        bad = " OR ".join(
+            [f"{q(view.source.timestamp_field)} IS NULL"]
+            + [f"{q(k)} IS NULL" for k in view.join_keys]
+        )
+        row = con.sql(f"SELECT count(*), count(*) FILTER (WHERE {bad}) FROM {relation}").fetchall()[
+            0
+        ]
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " ".join(lines[:2]) if lines else type(exc).__name__

@@ -1,0 +1,58 @@
+"""Errors raised by headwater.
+
+Every error names the thing that is wrong, where it is, and how to fix it. The CLI prints
+``str(error)`` as a one-line cause and exits non-zero; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class HeadwaterError(Exception):
+    """Base class of every error headwater raises on purpose."""
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message} — fix: {fix}" if fix else message)
+
+
+class ConfigError(HeadwaterError):
+    """``headwater.yaml`` is malformed, has unknown keys, or references a missing variable."""
+
+
+class DefinitionError(HeadwaterError):
+    """A feature view, source or entity definition is invalid."""
+
+
+class ConnectionFailed(HeadwaterError):
+    """A server (PostgreSQL, Redis, ...) could not be reached."""
+
+
+class MissingDependency(HeadwaterError):
+    """An optional driver is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"the optional package {package!r} is not installed",
+            fix=f"pip install 'headwater[{extra}]'",
+        )
+        self.package = package
+        self.extra = extra
+
+
+class NotFound(HeadwaterError):
+    """A named feature view, feature or entity does not exist in the registry."""
+
+
+class RunFailed(HeadwaterError):
+    """A pipeline run failed; the cause is chained."""
+
+
+def require(module: str, extra: str) -> object:
+    """Import an optional module or raise :class:`MissingDependency` naming the extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise MissingDependency(module.split(".")[0], extra) from exc

@@ -1,0 +1,302 @@
+"""``FeatureStore``: the Python SDK, a thin facade over the layers below.
+
+Example:
+    >>> store = FeatureStore(".")
+    >>> store.apply()
+    >>> store.run()
+    >>> store.materialize()
+    >>> store.get_online_features(["user_orders_daily:amount_sum"], [{"user_id": 1}]).to_dict()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from headwater.config import load_config
+from headwater.errors import DefinitionError, NotFound
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from headwater.config import ProjectConfig
+    from headwater.definitions import FeatureView
+    from headwater.definitions.discovery import Definitions
+    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines.retrieval import OnlineResponse, RetrievalJob
+    from headwater.orchestration.materialize import MaterializeResult
+    from headwater.orchestration.runner import RunResult
+    from headwater.stores.offline.base import OfflineStore
+    from headwater.stores.online.base import OnlineStore
+    from headwater.stores.registry import ApplyDiff, Registry
+
+
+@dataclass
+class ApplyReport:
+    """What ``apply`` found and changed."""
+
+    diff: ApplyDiff
+    views: list[str]
+    dry_run: bool
+
+
+@dataclass
+class ViewStatus:
+    """One line of ``headwater status``."""
+
+    name: str
+    shape: str
+    entity: str
+    source: str
+    offline_rows: int
+    latest_event: Any
+    last_run: Any
+    materialized_seq: int | None
+
+
+class FeatureStore:
+    """Entry point of the SDK.
+
+    Args:
+        path: the project folder holding ``headwater.yaml`` and definition modules.
+        config: an already-loaded configuration (for tests and embedding).
+    """
+
+    def __init__(self, path: str | Path = ".", *, config: ProjectConfig | None = None) -> None:
+        self.path = Path(path).resolve()
+        self.config = config or load_config(self.path)
+
+    # ------------------------------------------------------------------ lazily built parts
+    @cached_property
+    def definitions(self) -> Definitions:
+        from headwater.definitions.discovery import discover
+
+        return discover(self.path)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from headwater.stores.registry import Registry
+
+        return Registry.open(self.config)
+
+    @cached_property
+    def offline(self) -> OfflineStore:
+        from headwater.stores.offline import open_offline_store
+
+        return open_offline_store(self.config)
+
+    @cached_property
+    def online(self) -> OnlineStore:
+        from headwater.stores.online import open_online_store
+
+        return open_online_store(self.config)
+
+    @cached_property
+    def engine(self) -> DuckDBEngine:
+        from headwater.engines.duckdb import DuckDBEngine
+
+        return DuckDBEngine(self.config)
+
+    def view(self, name: str) -> FeatureView:
+        return self.definitions.view(name)
+
+    def _select(self, views: Sequence[str] | None) -> list[FeatureView]:
+        if not views:
+            return [self.definitions.views[n] for n in sorted(self.definitions.views)]
+        return [self.view(name) for name in views]
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, *, dry_run: bool = False) -> ApplyReport:
+        """Validate every definition against its source and record new versions.
+
+        Raises:
+            DefinitionError: a view does not fit its source (names the view and field).
+            ConnectionFailed: a source's server cannot be reached.
+        """
+        from headwater.connectors import open_connector
+
+        defs = self.definitions
+        schemas: dict[str, pa.Schema] = {}
+        source_schemas: dict[str, pa.Schema] = {}
+        for view in self._select(None):
+            source = view.source
+            if source.name not in source_schemas:
+                source_schemas[source.name] = open_connector(source, self.config).schema()
+            schemas[view.name] = self.engine.validate(view, source_schemas[source.name])
+        specs = [e.to_spec() for e in defs.entities.values()]
+        specs += [s.to_spec() for s in defs.sources.values()]
+        specs += [v.to_spec() for v in defs.views.values()]
+        if dry_run:
+            return ApplyReport(self.registry.plan(specs), sorted(schemas), True)
+        diff = self.registry.apply(specs)
+        for name, schema in schemas.items():
+            self.registry.set_schema(name, schema)
+        return ApplyReport(diff, sorted(schemas), False)
+
+    # ------------------------------------------------------------------ run / materialize
+    def run(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        full_refresh: bool = False,
+        on_step: Callable[[str], None] | None = None,
+    ) -> list[RunResult]:
+        """Compute views from their sources into the offline store (all views by default)."""
+        from headwater.orchestration.runner import Runner
+
+        runner = Runner(self.config, self.registry, self.offline, self.engine)
+        return [
+            runner.run(view, full_refresh=full_refresh, on_step=on_step)
+            for view in self._select(views)
+        ]
+
+    def materialize(
+        self, views: Sequence[str] | None = None, *, full_refresh: bool = False
+    ) -> list[MaterializeResult]:
+        """Copy the latest row per entity of each online view from offline to online."""
+        from headwater.orchestration.materialize import materialize_view
+
+        return [
+            materialize_view(
+                view,
+                registry=self.registry,
+                offline=self.offline,
+                online=self.online,
+                engine=self.engine,
+                full_refresh=full_refresh,
+            )
+            for view in self._select(views)
+            if view.online
+        ]
+
+    # ------------------------------------------------------------------ retrieval
+    def _schema(self, view: str) -> pa.Schema:
+        schema = self.registry.schema(view)
+        if schema is None:
+            raise NotFound(f"view {view!r} has not been applied", fix="run `headwater apply`")
+        return schema
+
+    def get_online_features(
+        self,
+        features: list[str],
+        entity_rows: list[dict[str, Any]],
+        *,
+        full_feature_names: bool = False,
+    ) -> OnlineResponse:
+        """Latest feature values for each entity row (null past the view's ttl)."""
+        import pyarrow as pa
+
+        from headwater.engines.retrieval import OnlineResponse, parse_refs
+
+        grouped = parse_refs(features, self.definitions.views)
+        now_ms = int(time.time() * 1000)
+        key_names: list[str] = []
+        for row in entity_rows:
+            key_names += [k for k in row if k not in key_names]
+        columns: dict[str, pa.Array] = {}
+        for key in key_names:
+            columns[key] = pa.array([row.get(key) for row in entity_rows])
+        for view_name, names in grouped.items():
+            view = self.view(view_name)
+            schema = self._schema(view_name)
+            missing = [k for k in view.join_keys if k not in key_names]
+            if missing:
+                raise DefinitionError(
+                    f"entity rows lack join key {missing[0]!r} of view {view_name!r}",
+                    fix=f"pass entity_rows=[{{{missing[0]!r}: ...}}]",
+                )
+            keys = [tuple(row.get(k) for k in view.join_keys) for row in entity_rows]
+            stored = self.online.read(view, keys)
+            ttl = view.ttl_ms
+            for name in names:
+                values = []
+                for item in stored:
+                    fresh = item is not None and (ttl is None or item.event_ts_ms >= now_ms - ttl)
+                    values.append(item.values.get(name) if fresh and item else None)
+                out = f"{view_name}__{name}" if full_feature_names else name
+                if out in columns:
+                    raise DefinitionError(
+                        f"feature name {out!r} appears twice in the result",
+                        fix="pass full_feature_names=True",
+                    )
+                columns[out] = pa.array(values, type=schema.field(name).type)
+        return OnlineResponse(pa.table(columns))
+
+    def get_historical_features(
+        self,
+        entity_df: Any,
+        features: list[str],
+        *,
+        full_feature_names: bool = False,
+    ) -> RetrievalJob:
+        """A point-in-time correct training set for ``entity_df`` (keys + event_timestamp)."""
+        from headwater.engines.retrieval import (
+            RetrievalJob,
+            parse_refs,
+            point_in_time_join,
+            to_arrow_table,
+        )
+
+        grouped = parse_refs(features, self.definitions.views)
+        requests = [
+            (self.view(name), names, self.offline.dataset(name), self._schema(name))
+            for name, names in grouped.items()
+        ]
+        con = self.engine.connect()
+        try:
+            table = point_in_time_join(
+                con, to_arrow_table(entity_df), requests, full_feature_names=full_feature_names
+            )
+        finally:
+            con.close()
+        return RetrievalJob(table)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> list[ViewStatus]:
+        """Views with their last run, offline row count, newest event and materialization."""
+        from headwater.orchestration.materialize import mark_checkpoint
+
+        result = []
+        con = self.engine.connect()
+        try:
+            for view in self._select(None):
+                rows, latest = 0, None
+                dataset = self.offline.dataset(view.name)
+                if dataset is not None:
+                    con.register("__hw_status", dataset)
+                    table = con.sql(
+                        "SELECT count(*) AS n, max(event_timestamp) AS latest FROM __hw_status"
+                    ).to_arrow_table()
+                    rows, latest = table["n"][0].as_py(), table["latest"][0].as_py()
+                mark = self.registry.get_checkpoint(mark_checkpoint(view.name))
+                result.append(
+                    ViewStatus(
+                        name=view.name,
+                        shape=view.kind,
+                        entity=view.entity.name,
+                        source=view.source.name,
+                        offline_rows=rows,
+                        latest_event=latest,
+                        last_run=self.registry.last_run(view.name, "run", status=None),
+                        materialized_seq=None if mark is None else int(mark),
+                    )
+                )
+        finally:
+            con.close()
+        return result
+
+    def close(self) -> None:
+        """Release connections held by the stores."""
+        for name in ("online", "registry"):
+            if name in self.__dict__:
+                self.__dict__[name].close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

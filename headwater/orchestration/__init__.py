@@ -1,0 +1,1 @@
+"""Orchestration: run views in order, materialize, checkpoints and retries."""

@@ -1,0 +1,155 @@
+"""Landing tables: the current rows of an incremental source, for recomputing touched windows.
+
+See :mod:`headwater.orchestration.runner` for why they exist. A landing table is a Delta table
+keyed by the source's primary key; it is internal and lives beside the offline tables.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from headwater.definitions.naming import quote_ident as q
+from headwater.engines.compile import Restriction, event_ms_sql
+from headwater.engines.windows import floormod_sql
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from headwater.config import ProjectConfig
+    from headwater.definitions import FeatureView
+    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.stores.offline.base import OfflineStore
+
+_MIN, _MAX = -(2**63), 2**63 - 1
+
+
+class Landing:
+    """The landing table of one aggregation view over an incremental source."""
+
+    def __init__(self, offline: OfflineStore, project: ProjectConfig, view: FeatureView) -> None:
+        self.offline = offline
+        self.view = view
+        root = project.resolve(project.offline_store.path).rstrip("/")
+        self.location = f"{root}/_landing/{view.name}"
+        self.storage_options: dict[str, str] | None = None
+        options = getattr(project.offline_store, "storage_options", None)
+        if options:
+            self.storage_options = {k: v.get_secret_value() for k, v in options.items()}
+
+    def _table(self) -> Any:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(self.location, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def apply(
+        self, con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, changed: str, *, fresh: bool
+    ) -> pa.RecordBatchReader:
+        """Upsert ``changed`` rows and return the recomputed rows of the touched windows."""
+        from deltalake import write_deltalake
+
+        source = self.view.source
+        pk = ", ".join(q(k) for k in source.primary_key)
+        cursor = getattr(source, "cursor_field", None)
+        order = f"{q(cursor)} DESC" if cursor else "1"
+        con.execute(
+            f"CREATE TEMP TABLE __hw_changed AS SELECT * FROM {changed} "
+            f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
+        )
+        changed_rows = con.sql("SELECT * FROM __hw_changed").to_arrow_table()
+        table = self._table()
+        if fresh or table is None:
+            write_deltalake(
+                self.location,
+                changed_rows,
+                mode="overwrite",
+                schema_mode="overwrite",
+                storage_options=self.storage_options,
+            )
+            con.register("__hw_landing", self._table().to_pyarrow_dataset())
+            return engine.compute(con, self.view, "__hw_landing")
+
+        con.register("__hw_landing_before", table.to_pyarrow_dataset())
+        match = " AND ".join(f"l.{q(k)} = c.{q(k)}" for k in source.primary_key)
+        con.execute(
+            "CREATE TEMP TABLE __hw_old AS SELECT l.* FROM __hw_landing_before AS l "
+            f"SEMI JOIN __hw_changed AS c ON {match}"
+        )
+        restriction = self._affected(con)
+        predicate = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in source.primary_key)
+        (
+            table.merge(
+                source=changed_rows,
+                predicate=predicate,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=True,
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        con.register("__hw_landing", self._table().to_pyarrow_dataset())
+        result = engine.compute(con, self.view, "__hw_landing", restriction).read_all()
+        con.register("__hw_result", result)
+        tombstones = self._tombstones(con, restriction)
+        return con.sql(
+            "SELECT *, false AS _deleted FROM __hw_result "
+            f"UNION ALL BY NAME SELECT *, true AS _deleted FROM ({tombstones})"
+        ).fetch_record_batch(100_000)
+
+    def _affected(self, con: duckdb.DuckDBPyConnection) -> Restriction:
+        """Register ``__hw_affected``: the (keys[, window start]) the change touches."""
+        view = self.view
+        keys = ", ".join(q(k) for k in view.join_keys)
+        schema = con.sql("SELECT * FROM __hw_changed LIMIT 0").to_arrow_table().schema
+        ts_index = schema.get_field_index(view.source.timestamp_field)
+        ts_ms = event_ms_sql(view.source.timestamp_field, schema.field(ts_index).type)
+        touched = (
+            f"SELECT {keys}, {ts_ms} AS __ts FROM __hw_changed UNION "
+            f"SELECT {keys}, {ts_ms} AS __ts FROM __hw_old"
+        )
+        valid = " AND ".join(["__ts IS NOT NULL"] + [f"{q(k)} IS NOT NULL" for k in view.join_keys])
+        if view.window_ms is None:
+            con.execute(
+                f"CREATE TEMP TABLE __hw_affected AS SELECT DISTINCT {keys} "
+                f"FROM ({touched}) WHERE {valid}"
+            )
+            return Restriction("__hw_affected", _MIN, _MAX)
+        size, hop = view.window_ms
+        last = f"(__ts - {floormod_sql('__ts', hop)})"
+        con.execute(
+            f"CREATE TEMP TABLE __hw_affected AS SELECT DISTINCT {keys}, "
+            f"{last} - r.i * {hop} AS __ws FROM ({touched}) AS t "
+            f"CROSS JOIN range(0, {size // hop}) AS r(i) WHERE {valid}"
+        )
+        row = con.sql("SELECT min(__ws), max(__ws) FROM __hw_affected").fetchall()[0]
+        low, high = row or (None, None)
+        if low is None or high is None:
+            return Restriction("__hw_affected", 0, 0)
+        return Restriction("__hw_affected", int(low), int(high) + size)
+
+    def _tombstones(self, con: duckdb.DuckDBPyConnection, restriction: Restriction) -> str:
+        """SQL of (keys, event_timestamp) rows that exist no more after the change."""
+        view = self.view
+        keys = ", ".join(q(k) for k in view.join_keys)
+        if view.window_ms is not None:
+            size = view.window_ms[0]
+            return (
+                f"SELECT {keys}, CAST(epoch_ms(CAST(__ws + {size} AS BIGINT)) AS TIMESTAMPTZ) "
+                f"AS event_timestamp FROM __hw_affected "
+                f"EXCEPT SELECT {keys}, event_timestamp FROM __hw_result"
+            )
+        dataset = self.offline.dataset(view.name)
+        if dataset is None:
+            return f"SELECT {keys}, event_timestamp FROM __hw_result WHERE false"
+        con.register("__hw_offline", dataset)
+        return (
+            f"SELECT {keys}, event_timestamp FROM __hw_offline "
+            f"WHERE ({keys}) IN (SELECT {keys} FROM {restriction.relation}) "
+            f"EXCEPT SELECT {keys}, event_timestamp FROM __hw_result"
+        )

@@ -1,0 +1,193 @@
+"""Run feature views: read the source, compute, merge into the offline store, commit the cursor.
+
+Order of effects, which makes a crash at any point safe: (1) results are merged into the offline
+table, keyed by (join keys, event_timestamp), so a repeat writes nothing new; (2) only then is
+the source cursor committed to the registry. A crash between the two re-reads from the old
+cursor on the next run and converges to the same table.
+
+Aggregations over incremental sources cannot be recomputed from the new rows alone, so such
+views keep a *landing* Delta table of the source's current rows (keyed by the primary key, at
+``<offline path>/_landing/<view>/``). Each run upserts the new rows there, finds the windows
+touched by the new and the replaced versions, recomputes exactly those windows from the landing
+table, and deletes windows left empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from headwater.connectors import open_connector
+from headwater.definitions.naming import quote_ident as q
+from headwater.errors import HeadwaterError, RunFailed
+from headwater.observability import get_logger, redact
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from headwater.config import ProjectConfig
+    from headwater.definitions import FeatureView
+    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.stores.offline.base import OfflineStore
+    from headwater.stores.registry import Registry
+
+log = get_logger("orchestration.runner")
+
+
+@dataclass
+class RunResult:
+    """The outcome of one view's run."""
+
+    view: str
+    run_id: str
+    status: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_skipped: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def cursor_checkpoint(view: str) -> str:
+    return f"cursor:{view}"
+
+
+class Runner:
+    """Runs views one at a time against the configured engine and stores."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        registry: Registry,
+        offline: OfflineStore,
+        engine: DuckDBEngine,
+    ) -> None:
+        self.project = project
+        self.registry = registry
+        self.offline = offline
+        self.engine = engine
+
+    def run(
+        self,
+        view: FeatureView,
+        *,
+        full_refresh: bool = False,
+        on_step: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        step = on_step or (lambda _msg: None)
+        run_id = self.registry.start_run(view.name, "run", {"full_refresh": full_refresh})
+        started = time.perf_counter()
+        con = self.engine.connect()
+        try:
+            result = self._run(con, view, run_id, full_refresh, step)
+        except Exception as exc:
+            message = (
+                exc.message if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
+            )
+            self.registry.finish_run(run_id, "failed", error=redact(message))
+            log.error(
+                "run failed",
+                extra={"fields": {"view": view.name, "run_id": run_id, "error": message}},
+            )
+            if isinstance(exc, HeadwaterError):
+                raise
+            raise RunFailed(f"view {view.name!r}: run {run_id} failed: {message}") from exc
+        finally:
+            con.close()
+        result.seconds = time.perf_counter() - started
+        self.registry.finish_run(
+            run_id,
+            "success",
+            rows_in=result.rows_in,
+            rows_out=result.rows_out,
+            details={
+                "inserted": result.inserted,
+                "updated": result.updated,
+                "deleted": result.deleted,
+                "rows_skipped": result.rows_skipped,
+                "seconds": round(result.seconds, 3),
+            },
+        )
+        log.info(
+            "run finished",
+            extra={
+                "fields": {
+                    "view": view.name,
+                    "run_id": run_id,
+                    "rows_in": result.rows_in,
+                    "rows_out": result.rows_out,
+                }
+            },
+        )
+        return result
+
+    def _run(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        view: FeatureView,
+        run_id: str,
+        full_refresh: bool,
+        step: Callable[[str], None],
+    ) -> RunResult:
+        connector = open_connector(view.source, self.project)
+        incremental = view.source.incremental
+        checkpoint = None
+        if incremental and not full_refresh:
+            checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
+        step(f"reading {view.source.name}")
+        scan = connector.scan(con, checkpoint=checkpoint)
+        relation = scan.relation
+        if not relation.startswith("read_"):
+            # A one-shot stream (database cursor): keep it in DuckDB (spills to disk) so it can
+            # be counted and read more than once.
+            con.execute(f"CREATE TEMP TABLE __hw_src AS SELECT * FROM {relation}")
+            relation = "__hw_src"
+        rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
+        if skipped:
+            log.warning(
+                "rows without an event time or join key were left out",
+                extra={"fields": {"view": view.name, "run_id": run_id, "rows": skipped}},
+            )
+        step(f"computing {view.name}")
+        if incremental and view.kind == "aggregation":
+            output = self._recompute_touched(con, view, relation, fresh=checkpoint is None)
+        else:
+            output = self.engine.compute(con, view, relation)
+        step(f"writing {view.name}")
+        seq = self.registry.next_seq()
+        stats = self.offline.write(view, output, seq=seq)
+        new_checkpoint = scan.checkpoint()
+        if new_checkpoint is not None:
+            self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
+        return RunResult(
+            view=view.name,
+            run_id=run_id,
+            status="success",
+            rows_in=rows_in,
+            rows_out=stats.inserted + stats.updated,
+            rows_skipped=skipped,
+            inserted=stats.inserted,
+            updated=stats.updated,
+            deleted=stats.deleted,
+            details={"checkpoint": new_checkpoint},
+        )
+
+    # ------------------------------------------------------------------ incremental windows
+    def _recompute_touched(
+        self, con: duckdb.DuckDBPyConnection, view: FeatureView, changed: str, *, fresh: bool
+    ) -> pa.RecordBatchReader:
+        from headwater.orchestration.landing import Landing
+
+        landing = Landing(self.offline, self.project, view)
+        return landing.apply(con, self.engine, changed, fresh=fresh)
+
+
+def quoted_list(names: list[str]) -> str:
+    return ", ".join(q(n) for n in names)

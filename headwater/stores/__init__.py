@@ -1,0 +1,1 @@
+"""Stores: offline (history), online (latest values) and the registry (metadata)."""

@@ -1,0 +1,81 @@
+"""The offline store protocol: append-only feature history, one table per feature view.
+
+Rows are keyed by (join keys, ``event_timestamp``): writing a row whose key exists replaces it
+(only when a value changed, and never with an older ``created_timestamp``), so reruns over the
+same input leave the table as it was. Tables are partitioned by ``event_date`` (UTC) and carry a
+``_seq`` column: the write sequence number of the run that last changed the row, which
+``materialize`` uses to move only what changed. A batch may carry a boolean ``_deleted`` column;
+rows flagged true delete their key (used when recomputed windows become empty).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from headwater.definitions import FeatureView
+
+SEQ = "_seq"
+DELETED = "_deleted"
+PARTITION = "event_date"
+
+
+@dataclass(frozen=True)
+class WriteStats:
+    """What one write changed."""
+
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+
+class OfflineStore(Protocol):
+    """What every offline store implements."""
+
+    SUPPORTS_TIME_TRAVEL: ClassVar[bool]
+
+    def location(self, view_name: str) -> str:
+        """Where the view's table lives (a path or URL)."""
+        ...
+
+    def write(self, view: FeatureView, data: pa.RecordBatchReader, *, seq: int) -> WriteStats:
+        """Merge ``data`` (the engine's output rows) into the view's table."""
+        ...
+
+    def dataset(self, view_name: str) -> pads.Dataset | None:
+        """The view's table as a pyarrow dataset (``None`` before the first write)."""
+        ...
+
+    def delete_view(self, view_name: str) -> None:
+        """Remove the view's table."""
+        ...
+
+
+def with_storage_columns(
+    data: pa.RecordBatchReader, seq: int
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """Add ``event_date`` (from ``event_timestamp``, UTC) and ``_seq`` to every batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = data.schema.append(pa.field(PARTITION, pa.date32())).append(pa.field(SEQ, pa.int64()))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in data:
+            if batch.num_rows == 0:
+                continue
+            ts = batch.column(batch.schema.get_field_index("event_timestamp"))
+            day = pc.cast(pc.cast(ts, pa.timestamp("us", tz="UTC")), pa.date32())
+            seq_col = pa.array([seq] * batch.num_rows, pa.int64())
+            yield pa.RecordBatch.from_arrays([*batch.columns, day, seq_col], schema=schema)
+
+    return schema, batches()

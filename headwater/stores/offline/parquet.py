@@ -1,0 +1,161 @@
+"""Offline store on plain hive-partitioned Parquet (``<path>/<view>/event_date=YYYY-MM-DD/``).
+
+For engines that read Parquet but not Delta. A write stages the incoming rows, then rewrites
+each touched partition as one new file (old rows with the same key replaced or deleted) and
+swaps it in with an atomic rename; a crash leaves either the old or the new partition file,
+and a rerun converges to the same content. No time travel.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from headwater.definitions.naming import quote_ident as q
+from headwater.stores.offline.base import DELETED, PARTITION, SEQ, WriteStats, with_storage_columns
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    from headwater.config import ProjectConfig
+    from headwater.config.models import ParquetOfflineStore as ParquetConfig
+    from headwater.definitions import FeatureView
+
+
+class ParquetOfflineStore:
+    """One folder of hive-partitioned Parquet files per feature view."""
+
+    SUPPORTS_TIME_TRAVEL: ClassVar[bool] = False
+
+    def __init__(self, config: ParquetConfig, project: ProjectConfig) -> None:
+        self.root = Path(project.resolve(config.path))
+
+    def location(self, view_name: str) -> str:
+        return str(self.root / view_name)
+
+    def write(self, view: FeatureView, data: pa.RecordBatchReader, *, seq: int) -> WriteStats:
+        import duckdb
+        import pyarrow.parquet as pq
+
+        schema, batches = with_storage_columns(data, seq)
+        table_dir = Path(self.location(view.name))
+        table_dir.mkdir(parents=True, exist_ok=True)
+        stats = {"inserted": 0, "updated": 0, "deleted": 0}
+        with tempfile.TemporaryDirectory(dir=table_dir, prefix=".staging-") as staging:
+            staged = os.path.join(staging, "incoming.parquet")
+            with pq.ParquetWriter(staged, schema) as writer:
+                for batch in batches:
+                    writer.write_batch(batch)
+            con = duckdb.connect()
+            con.execute("SET TimeZone='UTC'")
+            try:
+                days = [
+                    r[0]
+                    for r in con.execute(
+                        f"SELECT DISTINCT CAST({PARTITION} AS VARCHAR) FROM read_parquet(?)",
+                        [staged],
+                    ).fetchall()
+                ]
+                for day in days:
+                    self._merge_partition(con, view, schema, staged, table_dir, day, stats)
+            finally:
+                con.close()
+        return WriteStats(**stats)
+
+    def _merge_partition(
+        self,
+        con: object,
+        view: FeatureView,
+        schema: pa.Schema,
+        staged: str,
+        table_dir: Path,
+        day: str,
+        stats: dict[str, int],
+    ) -> None:
+        import duckdb
+
+        assert isinstance(con, duckdb.DuckDBPyConnection)
+        part_dir = table_dir / f"{PARTITION}={day}"
+        old_files = sorted(str(p) for p in part_dir.glob("*.parquet")) if part_dir.exists() else []
+        keys = [*view.join_keys, "event_timestamp"]
+        stored = [n for n in schema.names if n not in (DELETED, PARTITION)]
+        values = [n for n in stored if n not in (*keys, SEQ)]
+        has_deleted = DELETED in schema.names
+        key_match = " AND ".join(f"o.{q(k)} = n.{q(k)}" for k in keys)
+        not_deleted = f"NOT n.{q(DELETED)}" if has_deleted else "true"
+        newer = "true"
+        if view.has_created_timestamp:
+            newer = "(o.created_timestamp IS NULL OR n.created_timestamp >= o.created_timestamp)"
+        differs = " OR ".join(f"o.{q(c)} IS DISTINCT FROM n.{q(c)}" for c in values) or "false"
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW n AS SELECT * FROM read_parquet(?) "
+            f"WHERE CAST({PARTITION} AS VARCHAR) = ?",
+            [staged, day],
+        )
+        if old_files:
+            con.execute(
+                "CREATE OR REPLACE TEMP VIEW o AS SELECT * FROM read_parquet(?, "
+                "hive_partitioning = false, union_by_name = true)",
+                [old_files],
+            )
+        else:
+            cols = ", ".join(q(c) for c in stored)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW o AS SELECT {cols} FROM n WHERE false")
+        old_cols = ", ".join(f"o.{q(c)}" for c in stored)
+        new_cols = ", ".join(f"n.{q(c)}" for c in stored)
+        # Keep old rows not replaced; take new rows that insert or win the update rule.
+        merged = f"""
+            SELECT {old_cols} FROM o WHERE NOT EXISTS (
+                SELECT 1 FROM n WHERE {key_match}
+                  AND ({"n." + q(DELETED) if has_deleted else "false"}
+                       OR ({not_deleted} AND {newer} AND ({differs}))))
+            UNION ALL
+            SELECT {new_cols} FROM n WHERE {not_deleted} AND (
+                NOT EXISTS (SELECT 1 FROM o WHERE {key_match})
+                OR EXISTS (SELECT 1 FROM o WHERE {key_match} AND {newer} AND ({differs})))
+        """
+        counts = con.sql(f"""
+            SELECT
+              count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM o WHERE {key_match})
+                               AND {not_deleted}),
+              count(*) FILTER (WHERE EXISTS (SELECT 1 FROM o WHERE {key_match} AND {newer}
+                               AND ({differs})) AND {not_deleted}),
+              count(*) FILTER (WHERE EXISTS (SELECT 1 FROM o WHERE {key_match})
+                               AND NOT ({not_deleted}))
+            FROM n
+        """).fetchall()[0]
+        stats["inserted"] += int(counts[0])
+        stats["updated"] += int(counts[1])
+        stats["deleted"] += int(counts[2])
+        if not any(counts):
+            return
+        part_dir.mkdir(parents=True, exist_ok=True)
+        tmp = part_dir / f".part-{uuid.uuid4().hex}.parquet.tmp"
+        con.execute(f"COPY ({merged} ORDER BY ALL) TO '{tmp}' (FORMAT parquet)")
+        final = part_dir / f"part-{uuid.uuid4().hex}.parquet"
+        os.replace(tmp, final)
+        for old in old_files:
+            os.remove(old)
+
+    def dataset(self, view_name: str) -> pads.Dataset | None:
+        import pyarrow as pa
+        import pyarrow.dataset as pads
+
+        location = Path(self.location(view_name))
+        files = sorted(location.glob(f"{PARTITION}=*/part-*.parquet"))
+        if not files:
+            return None
+        return pads.dataset(
+            [str(f) for f in files],
+            format="parquet",
+            partitioning=pads.partitioning(pa.schema([(PARTITION, pa.date32())]), flavor="hive"),
+            partition_base_dir=str(location),
+        )
+
+    def delete_view(self, view_name: str) -> None:
+        shutil.rmtree(self.location(view_name), ignore_errors=True)

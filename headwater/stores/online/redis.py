@@ -1,0 +1,179 @@
+"""The Redis online store: one hash per (view, entity), written by an atomic Lua upsert."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
+from headwater.observability.redact import redact
+from headwater.stores.online.codec import (
+    Stored,
+    decode_stored,
+    deserialize_schema,
+    encode_key,
+    prepare_rows,
+    schema_id,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from headwater.config import ProjectConfig
+    from headwater.config.models import RedisOnlineStore as RedisOnlineStoreConfig
+    from headwater.definitions import FeatureView
+    from headwater.stores.online.base import OnlineRow
+
+# KEYS[1]: the entity hash. ARGV: event ms, created ms ('' = none), payload, expire-at ms
+# ('' = no ttl). Writes only when the row wins the latest-row rule; returns 1 if written.
+UPSERT_LUA = """
+local ts = tonumber(ARGV[1])
+local stored = redis.call('HMGET', KEYS[1], 'ts', 'cts')
+if stored[1] then
+  local stored_ts = tonumber(stored[1])
+  if ts < stored_ts then return 0 end
+  if ts == stored_ts then
+    local new_cts = -9.0e18
+    if ARGV[2] ~= '' then new_cts = tonumber(ARGV[2]) end
+    local old_cts = -9.0e18
+    if stored[2] and stored[2] ~= '' then old_cts = tonumber(stored[2]) end
+    if new_cts < old_cts then return 0 end
+  end
+end
+redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'cts', ARGV[2], 'v', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+else
+  redis.call('PERSIST', KEYS[1])
+end
+return 1
+"""
+
+_SCHEMAS_SUFFIX = ":#schemas"
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def _glob_escape(text: str) -> str:
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+class RedisOnlineStore:
+    """Latest feature values in Redis hashes.
+
+    Entity ``k`` of view ``v`` lives in the hash ``<prefix>v:<encoded key>`` with fields ``ts``
+    (event ms), ``cts`` (created ms or empty) and ``v`` (payload). Payload schemas live in the
+    hash ``<prefix>v:#schemas``. Views with a ``ttl`` get ``PEXPIREAT event_ts + ttl`` so Redis
+    frees expired entities; rows already expired when written are skipped.
+
+    Args:
+        store_config: the ``online_store`` section of ``headwater.yaml``.
+        project_config: the whole project configuration (default key prefix ``<project>:``).
+    """
+
+    SUPPORTS_TTL_EXPIRY: ClassVar[bool] = True
+
+    def __init__(self, store_config: RedisOnlineStoreConfig, project_config: ProjectConfig) -> None:
+        try:
+            import redis
+        except ImportError as exc:
+            raise MissingDependency("redis", "redis") from exc
+        url = store_config.url.get_secret_value()
+        self.prefix = store_config.key_prefix or f"{project_config.project}:"
+        self.batch_size = max(1, store_config.batch_size)
+        try:
+            self._client: Any = redis.Redis.from_url(url, socket_connect_timeout=10.0)
+        except ValueError as exc:
+            raise ConfigError(
+                f"online_store.url {redact(url)} is not a valid Redis URL: {exc}",
+                fix="use redis://[user:password@]host:port/db or rediss://... for TLS",
+            ) from exc
+        try:
+            self._client.ping()
+        except redis.exceptions.RedisError as exc:
+            self._client.close()
+            raise ConnectionFailed(
+                f"cannot connect to the Redis online store at {redact(url)}: {redact(str(exc))}",
+                fix="start Redis or point online_store.url in headwater.yaml at a reachable "
+                "server (check host, port, password and TLS)",
+            ) from exc
+        self._upsert: Any = self._client.register_script(UPSERT_LUA)
+        self._schemas: dict[str, dict[str, pa.Schema]] = {}
+
+    # ----------------------------------------------------------------- helpers
+    def _key(self, view_name: str, encoded_key: str) -> str:
+        return f"{self.prefix}{view_name}:{encoded_key}"
+
+    def _load_schemas(self, view_name: str, needed: set[str]) -> dict[str, pa.Schema]:
+        cached = self._schemas.setdefault(view_name, {})
+        if needed - cached.keys():
+            stored = self._client.hgetall(f"{self.prefix}{view_name}{_SCHEMAS_SUFFIX}")
+            for sid, blob in stored.items():
+                cached.setdefault(sid.decode("ascii"), deserialize_schema(blob))
+        return cached
+
+    # ----------------------------------------------------------------- protocol
+    def write(self, view: FeatureView, rows: pa.Table) -> int:
+        """Upsert the latest row per entity; return how many entities changed."""
+        ttl_ms = view.ttl_ms
+        keep_after = None if ttl_ms is None else time.time_ns() // 1_000_000 - ttl_ms
+        encoded = prepare_rows(view, rows, keep_after_ms=keep_after)
+        if not encoded.keys:
+            return 0
+        changed = 0
+        entries = zip(
+            encoded.keys, encoded.event_ts_ms, encoded.created_ts_ms, encoded.payloads, strict=True
+        )
+        pipe = self._client.pipeline(transaction=False)
+        # The schema goes with the first batch: its reply is skipped when counting changes.
+        pipe.hsetnx(
+            f"{self.prefix}{view.name}{_SCHEMAS_SUFFIX}", encoded.schema_id, encoded.schema_bytes
+        )
+        skip, pending = 1, 0
+        for key, event_ts, created_ts, payload in entries:
+            expire_at = "" if ttl_ms is None else event_ts + ttl_ms
+            args = [event_ts, "" if created_ts is None else created_ts, payload, expire_at]
+            self._upsert(keys=[self._key(view.name, key)], args=args, client=pipe)
+            pending += 1
+            if pending == self.batch_size:
+                changed += sum(pipe.execute()[skip:])
+                skip, pending = 0, 0
+        if pending:
+            changed += sum(pipe.execute()[skip:])
+        return changed
+
+    def read(self, view: FeatureView, entity_keys: list[tuple[Any, ...]]) -> list[OnlineRow | None]:
+        """Rows for each key tuple, in order; ``None`` where nothing is stored."""
+        keys = [self._key(view.name, encode_key(k)) for k in entity_keys]
+        stored: list[Stored | None] = []
+        for start in range(0, len(keys), self.batch_size):
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys[start : start + self.batch_size]:
+                pipe.hmget(key, "ts", "cts", "v")
+            replies: Sequence[list[bytes | None]] = pipe.execute()
+            for ts, cts, payload in replies:
+                if ts is None or payload is None:
+                    stored.append(None)
+                else:
+                    stored.append((int(ts), int(cts) if cts else None, payload))
+        needed = {schema_id(entry[2]) for entry in stored if entry is not None}
+        schemas = self._load_schemas(view.name, needed) if needed else {}
+        return decode_stored(view, stored, schemas)
+
+    def delete_view(self, view_name: str) -> None:
+        """Unlink every key of the view (entities and schemas); other views are untouched."""
+        pattern = _glob_escape(f"{self.prefix}{view_name}") + ":*"
+        batch: list[bytes] = []
+        for key in self._client.scan_iter(match=pattern, count=1_000):
+            batch.append(key)
+            if len(batch) >= 1_000:
+                self._client.unlink(*batch)
+                batch = []
+        if batch:
+            self._client.unlink(*batch)
+        self._schemas.pop(view_name, None)
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()

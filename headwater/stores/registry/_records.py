@@ -1,0 +1,107 @@
+"""Records returned by the registry, and the definitions diff."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from headwater.errors import DefinitionError
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One pipeline run of a view: ``kind`` is run/materialize/backfill, ``status``
+    running/success/failed."""
+
+    run_id: str
+    view: str
+    kind: str
+    status: str
+    started_at: datetime
+    ended_at: datetime | None
+    rows_in: int
+    rows_out: int
+    error: str | None
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DefinitionRecord:
+    """One version of an applied definition."""
+
+    kind: str
+    name: str
+    version: int
+    spec: dict[str, Any]
+    applied_at: datetime
+
+
+@dataclass(frozen=True)
+class ApplyDiff:
+    """What applying a set of definitions changes, as ``(kind, name)`` pairs.
+
+    ``changed`` holds ``(kind, name, new_version)``.
+    """
+
+    added: list[tuple[str, str]]
+    changed: list[tuple[str, str, int]]
+    unchanged: list[tuple[str, str]]
+    removed: list[tuple[str, str]]
+
+    def changes(self) -> bool:
+        """Whether applying would write anything."""
+        return bool(self.added or self.changed or self.removed)
+
+
+def canonical(spec: Any) -> str:
+    """The canonical JSON text of a spec: sorted keys, no whitespace, no NaN."""
+    return json.dumps(
+        spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def canonical_specs(specs: list[dict[str, Any]]) -> dict[tuple[str, str], str]:
+    """Validate specs and return ``(kind, name) -> canonical JSON``.
+
+    Raises:
+        DefinitionError: A spec lacks ``kind``/``name``, is not JSON-able, or is duplicated.
+    """
+    wanted: dict[tuple[str, str], str] = {}
+    for spec in specs:
+        kind, name = (spec.get(key) if isinstance(spec, dict) else None for key in ("kind", "name"))
+        if not isinstance(kind, str) or not kind or not isinstance(name, str) or not name:
+            raise DefinitionError(
+                f"a definition spec needs string 'kind' and 'name', got {spec!r:.200}",
+                fix="build specs with the definitions' to_spec()",
+            )
+        if (kind, name) in wanted:
+            raise DefinitionError(f"{kind} {name!r} is defined twice", fix="rename one of them")
+        try:
+            wanted[(kind, name)] = canonical(spec)
+        except (TypeError, ValueError) as exc:
+            raise DefinitionError(
+                f"the spec of {kind} {name!r} is not JSON-able: {exc}",
+                fix="use only str, int, float, bool, None, lists and dicts in specs",
+            ) from exc
+    return wanted
+
+
+def diff_specs(
+    wanted: dict[tuple[str, str], str], latest: dict[tuple[str, str], tuple[int, str, bool]]
+) -> ApplyDiff:
+    """Compare wanted specs with the stored ``(kind, name) -> (version, spec, removed)``."""
+    added: list[tuple[str, str]] = []
+    changed: list[tuple[str, str, int]] = []
+    unchanged: list[tuple[str, str]] = []
+    for key, text in sorted(wanted.items()):
+        current = latest.get(key)
+        if current is None or current[2]:
+            added.append(key)
+        elif canonical(json.loads(current[1])) != text:
+            changed.append((*key, current[0] + 1))
+        else:
+            unchanged.append(key)
+    removed = sorted(key for key, (_, _, gone) in latest.items() if not gone and key not in wanted)
+    return ApplyDiff(added=added, changed=changed, unchanged=unchanged, removed=removed)

@@ -1,0 +1,352 @@
+"""The registry: applied definitions and their versions, view schemas, runs and checkpoints."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from headwater.config.models import PostgresRegistry, ProjectConfig, SqliteRegistry
+from headwater.errors import ConfigError, NotFound
+from headwater.observability.redact import redact
+from headwater.stores.registry._records import (
+    ApplyDiff,
+    DefinitionRecord,
+    RunRecord,
+    canonical_specs,
+    diff_specs,
+)
+from headwater.stores.registry._sql import DDL, Db, PostgresDb, SqliteDb
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+SCHEMA_VERSION = 1
+"""Version of the registry tables; stored in ``meta`` so later releases can migrate."""
+
+RUN_KINDS = ("run", "materialize", "backfill")
+FINAL_STATUSES = ("success", "failed")
+
+_LATEST = (
+    "SELECT kind, name, version, spec, applied_at, removed_at FROM {definitions} d"
+    " WHERE version = (SELECT MAX(version) FROM {definitions} m"
+    " WHERE m.kind = d.kind AND m.name = d.name) ORDER BY kind, name"
+)
+_SELECT_RUNS = (
+    "SELECT run_id, view_name, kind, status, started_at, ended_at, rows_in, rows_out, error,"
+    " details FROM {runs} WHERE view_name = COALESCE(?, view_name) AND kind = COALESCE(?, kind)"
+    " AND status = COALESCE(?, status) ORDER BY started_at DESC, id DESC LIMIT ?"
+)
+
+
+class Registry:
+    """Metadata of a project: definitions, view schemas, runs, checkpoints and a counter.
+
+    An instance is safe to share between threads (calls are serialised); several instances
+    and processes may use the same registry concurrently.
+    """
+
+    def __init__(self, config: SqliteRegistry | PostgresRegistry, project: ProjectConfig) -> None:
+        """Connect and create the tables if needed.
+
+        Args:
+            config: Which backend, and where.
+            project: The project, used to resolve a relative SQLite path.
+
+        Raises:
+            ConnectionFailed: PostgreSQL is unreachable (the message shows the DSN redacted).
+            MissingDependency: ``psycopg`` is not installed for a PostgreSQL registry.
+            ConfigError: The registry cannot be opened or was written by a newer headwater.
+        """
+        self.config = config
+        self._lock = threading.RLock()
+        self._db: Db
+        if isinstance(config, SqliteRegistry):
+            self._db = SqliteDb(project.resolve(config.path))
+        else:
+            self._db = PostgresDb(config.dsn.get_secret_value(), config.db_schema)
+        try:
+            self._bootstrap()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open(cls, project: ProjectConfig) -> Registry:
+        """Open the registry configured in ``project.registry``."""
+        return cls(project.registry, project)
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _bootstrap(self) -> None:
+        with self._db.transaction():
+            self._db.prelude()
+            for statement in DDL:
+                self._db.run(statement)
+            self._db.run(
+                "INSERT INTO {meta} (name, value) VALUES ('schema_version', ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                (str(SCHEMA_VERSION),),
+            )
+            found = int(
+                self._db.run("SELECT value FROM {meta} WHERE name = 'schema_version'")[0][0]
+            )
+        if found > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the registry has schema version {found}, but this headwater supports up to "
+                f"{SCHEMA_VERSION}",
+                fix="upgrade headwater to the version that wrote the registry",
+            )
+
+    # -------------------------------------------------------------- definitions
+    def apply(self, specs: list[dict[str, Any]]) -> ApplyDiff:
+        """Record ``specs`` as the current definitions, in one transaction.
+
+        A definition gets a new version when its canonical JSON changed; definitions absent
+        from ``specs`` are marked removed (their history is kept).
+
+        Args:
+            specs: JSON-able dicts, each with a ``kind`` and a ``name``.
+
+        Returns:
+            What was added, changed, left unchanged and removed.
+
+        Raises:
+            DefinitionError: A spec lacks ``kind``/``name``, is not JSON-able, or is duplicated.
+        """
+        wanted = canonical_specs(specs)
+        with self._lock, self._db.transaction():
+            # A no-op write takes the row lock: concurrent applies run one after the other.
+            self._db.run("UPDATE {meta} SET value = value WHERE name = 'schema_version'")
+            latest = self._latest()
+            diff = diff_specs(wanted, latest)
+            now = self._db.to_db_ts(_now())
+            insert = (
+                "INSERT INTO {definitions} (kind, name, version, spec, applied_at)"
+                " VALUES (?, ?, ?, ?, ?)"
+            )
+            for kind, name in diff.added:
+                version = latest[(kind, name)][0] + 1 if (kind, name) in latest else 1
+                self._db.run(insert, (kind, name, version, wanted[(kind, name)], now))
+            for kind, name, version in diff.changed:
+                self._db.run(insert, (kind, name, version, wanted[(kind, name)], now))
+            for kind, name in diff.removed:
+                self._db.run(
+                    "UPDATE {definitions} SET removed_at = ? WHERE kind = ? AND name = ?"
+                    " AND version = ?",
+                    (now, kind, name, latest[(kind, name)][0]),
+                )
+        return diff
+
+    def plan(self, specs: list[dict[str, Any]]) -> ApplyDiff:
+        """The diff :meth:`apply` would produce, without writing anything."""
+        wanted = canonical_specs(specs)
+        with self._lock:
+            return diff_specs(wanted, self._latest())
+
+    def definitions(self, kind: str | None = None) -> list[DefinitionRecord]:
+        """Current (not removed) definitions, optionally of one kind, sorted by kind and name."""
+        with self._lock:
+            rows = self._db.run(_LATEST)
+        return [self._definition(row) for row in rows if row[5] is None and kind in (None, row[0])]
+
+    def definition(self, kind: str, name: str) -> DefinitionRecord | None:
+        """The current version of one definition, or ``None`` if absent or removed."""
+        with self._lock:
+            rows = self._db.run(
+                "SELECT kind, name, version, spec, applied_at, removed_at FROM {definitions}"
+                " WHERE kind = ? AND name = ? ORDER BY version DESC LIMIT 1",
+                (kind, name),
+            )
+        return self._definition(rows[0]) if rows and rows[0][5] is None else None
+
+    def history(self, kind: str, name: str) -> list[DefinitionRecord]:
+        """Every recorded version of one definition, oldest first (removed ones included)."""
+        with self._lock:
+            rows = self._db.run(
+                "SELECT kind, name, version, spec, applied_at FROM {definitions}"
+                " WHERE kind = ? AND name = ? ORDER BY version",
+                (kind, name),
+            )
+        return [self._definition(row) for row in rows]
+
+    def _latest(self) -> dict[tuple[str, str], tuple[int, str, bool]]:
+        """``(kind, name) -> (version, spec, removed)`` of each definition's latest version."""
+        return {(r[0], r[1]): (int(r[2]), r[3], r[5] is not None) for r in self._db.run(_LATEST)}
+
+    def _definition(self, row: tuple[Any, ...]) -> DefinitionRecord:
+        return DefinitionRecord(
+            kind=row[0],
+            name=row[1],
+            version=int(row[2]),
+            spec=json.loads(row[3]),
+            applied_at=self._db.from_db_ts(row[4]),
+        )
+
+    # -------------------------------------------------------------- schemas
+    def set_schema(self, view: str, schema: pa.Schema) -> None:
+        """Store the output schema of a view (field metadata included)."""
+        data = schema.serialize().to_pybytes()
+        with self._lock, self._db.transaction():
+            self._db.run(
+                "INSERT INTO {view_schemas} (view_name, arrow_schema, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (view_name) DO UPDATE SET arrow_schema = excluded.arrow_schema,"
+                " updated_at = excluded.updated_at",
+                (view, data, self._db.to_db_ts(_now())),
+            )
+
+    def schema(self, view: str) -> pa.Schema | None:
+        """The stored output schema of a view, or ``None``."""
+        with self._lock:
+            rows = self._db.run(
+                "SELECT arrow_schema FROM {view_schemas} WHERE view_name = ?", (view,)
+            )
+        return pa.ipc.read_schema(pa.py_buffer(bytes(rows[0][0]))) if rows else None
+
+    # -------------------------------------------------------------- runs
+    def start_run(self, view: str, kind: str = "run", details: dict[str, Any] | None = None) -> str:
+        """Record a run as ``running`` and return its id (32 hex characters, time-sortable)."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
+        run_id = f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+        with self._lock, self._db.transaction():
+            self._db.run(
+                "INSERT INTO {runs} (run_id, view_name, kind, status, started_at, details)"
+                " VALUES (?, ?, ?, 'running', ?, ?)",
+                (run_id, view, kind, self._db.to_db_ts(_now()), json.dumps(details or {})),
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        rows_in: int = 0,
+        rows_out: int = 0,
+        error: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the end of a run.
+
+        Args:
+            run_id: The id :meth:`start_run` returned.
+            status: ``"success"`` or ``"failed"``.
+            rows_in: Rows read.
+            rows_out: Rows written.
+            error: Error text; secrets in it are redacted before storing.
+            details: Merged into the details given at start.
+
+        Raises:
+            NotFound: No run has this id.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"a run finishes with one of {FINAL_STATUSES}, got {status!r}")
+        with self._lock, self._db.transaction():
+            rows = self._db.run("SELECT details FROM {runs} WHERE run_id = ?", (run_id,))
+            if not rows:
+                raise NotFound(f"no run with id {run_id!r}", fix="pass an id from start_run()")
+            merged = {**json.loads(rows[0][0]), **(details or {})}
+            self._db.run(
+                "UPDATE {runs} SET status = ?, ended_at = ?, rows_in = ?, rows_out = ?,"
+                " error = ?, details = ? WHERE run_id = ?",
+                (
+                    status,
+                    self._db.to_db_ts(_now()),
+                    rows_in,
+                    rows_out,
+                    None if error is None else redact(error),
+                    json.dumps(merged),
+                    run_id,
+                ),
+            )
+
+    def runs(
+        self, view: str | None = None, kind: str | None = None, limit: int = 20
+    ) -> list[RunRecord]:
+        """Recent runs, newest first, optionally of one view and/or kind."""
+        return self._select_runs(view, kind, None, limit)
+
+    def last_run(
+        self, view: str, kind: str = "run", status: str | None = "success"
+    ) -> RunRecord | None:
+        """The newest run of ``view`` of this kind with this status (any status if ``None``)."""
+        found = self._select_runs(view, kind, status, 1)
+        return found[0] if found else None
+
+    def _select_runs(
+        self, view: str | None, kind: str | None, status: str | None, limit: int
+    ) -> list[RunRecord]:
+        with self._lock:
+            rows = self._db.run(_SELECT_RUNS, (view, kind, status, limit))
+        return [
+            RunRecord(
+                run_id=r[0],
+                view=r[1],
+                kind=r[2],
+                status=r[3],
+                started_at=self._db.from_db_ts(r[4]),
+                ended_at=None if r[5] is None else self._db.from_db_ts(r[5]),
+                rows_in=int(r[6]),
+                rows_out=int(r[7]),
+                error=r[8],
+                details=json.loads(r[9]),
+            )
+            for r in rows
+        ]
+
+    # -------------------------------------------------------------- checkpoints
+    def get_checkpoint(self, name: str) -> Any | None:
+        """The JSON value stored under ``name``, or ``None``."""
+        with self._lock:
+            rows = self._db.run("SELECT value FROM {checkpoints} WHERE name = ?", (name,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def set_checkpoint(self, name: str, value: Any) -> None:
+        """Store (or overwrite) a JSON-able value under ``name``."""
+        text = json.dumps(value, sort_keys=True, allow_nan=False)
+        with self._lock, self._db.transaction():
+            self._db.run(
+                "INSERT INTO {checkpoints} (name, value, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+                " updated_at = excluded.updated_at",
+                (name, text, self._db.to_db_ts(_now())),
+            )
+
+    def delete_checkpoint(self, name: str) -> None:
+        """Forget a checkpoint (no error if it does not exist)."""
+        with self._lock, self._db.transaction():
+            self._db.run("DELETE FROM {checkpoints} WHERE name = ?", (name,))
+
+    # -------------------------------------------------------------- counter
+    def next_seq(self) -> int:
+        """The next value of the registry-wide counter; concurrent callers get distinct values."""
+        with self._lock, self._db.transaction():
+            rows = self._db.run(
+                "INSERT INTO {counters} AS c (name, value) VALUES ('seq', 1)"
+                " ON CONFLICT (name) DO UPDATE SET value = c.value + 1 RETURNING value"
+            )
+        return int(rows[0][0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._db.close()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

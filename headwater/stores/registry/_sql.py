@@ -1,0 +1,196 @@
+"""The SQL dialects of the registry: one connection wrapper per backend.
+
+Statements are written once, with ``?`` parameter markers and ``{name}`` slots for tables and
+column types; each backend compiles them for its dialect (quoted, schema-qualified identifiers
+in PostgreSQL) and caches the result. Values are always passed as parameters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
+from headwater.observability.redact import redact
+
+TABLES = ("meta", "definitions", "view_schemas", "runs", "checkpoints", "counters")
+DDL = (
+    "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {definitions} (kind TEXT NOT NULL, name TEXT NOT NULL,"
+    " version INTEGER NOT NULL, spec TEXT NOT NULL, applied_at {ts} NOT NULL,"
+    " removed_at {ts}, PRIMARY KEY (kind, name, version))",
+    "CREATE TABLE IF NOT EXISTS {view_schemas} (view_name TEXT PRIMARY KEY,"
+    " arrow_schema {blob} NOT NULL, updated_at {ts} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {runs} (id {serial}, run_id TEXT NOT NULL UNIQUE,"
+    " view_name TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
+    " started_at {ts} NOT NULL, ended_at {ts}, rows_in BIGINT NOT NULL DEFAULT 0,"
+    " rows_out BIGINT NOT NULL DEFAULT 0, error TEXT, details TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS runs_view_kind_started ON {runs} (view_name, kind, started_at)",
+    "CREATE TABLE IF NOT EXISTS {checkpoints} (name TEXT PRIMARY KEY, value TEXT NOT NULL,"
+    " updated_at {ts} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {counters} (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+)
+
+
+class Db(ABC):
+    """A connection plus the dialect details: column types, parameter style, timestamps."""
+
+    types: dict[str, str]
+    """Fillers of the ``{ts}``, ``{blob}`` and ``{serial}`` slots of :data:`DDL`."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, Any] = {}
+
+    def run(self, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Execute a statement template; return its rows (empty without a result set)."""
+        query = self._compiled.get(template)
+        if query is None:
+            query = self._compiled[template] = self._compile(template)
+        return self._execute(query, tuple(params))
+
+    @abstractmethod
+    def prelude(self) -> None:
+        """Run dialect-specific setup inside the bootstrap transaction."""
+
+    @abstractmethod
+    def _compile(self, template: str) -> Any: ...
+
+    @abstractmethod
+    def _execute(self, query: Any, params: tuple[Any, ...]) -> list[tuple[Any, ...]]: ...
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """One write transaction, serialised against other writers."""
+
+    @abstractmethod
+    def to_db_ts(self, value: datetime) -> Any:
+        """A timestamp as the database stores it (UTC)."""
+
+    @abstractmethod
+    def from_db_ts(self, value: Any) -> datetime:
+        """A stored timestamp as an aware UTC datetime."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+
+class SqliteDb(Db):
+    """A SQLite file in WAL mode; write transactions are ``BEGIN IMMEDIATE``."""
+
+    types = {"ts": "TEXT", "blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot open the SQLite registry at {path}: {exc}",
+                fix="set registry.path in headwater.yaml to a writable location",
+            ) from exc
+        try:
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _compile(self, template: str) -> Any:
+        slots = {table: f'"{table}"' for table in TABLES}
+        return template.format(**slots, **self.types)
+
+    def _execute(self, query: Any, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        cursor = self._conn.execute(query, params)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def prelude(self) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already serialises concurrent first opens."""
+
+    def to_db_ts(self, value: datetime) -> Any:
+        return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+    def from_db_ts(self, value: Any) -> datetime:
+        return datetime.fromisoformat(value).astimezone(UTC)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresDb(Db):
+    """A psycopg 3 connection in autocommit mode; tables live in one (quoted) schema."""
+
+    types = {
+        "ts": "TIMESTAMPTZ",
+        "blob": "BYTEA",
+        "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    }
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        super().__init__()
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise MissingDependency("psycopg", "postgres") from exc
+        self._schema = schema
+        try:
+            self._conn = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            # ``from None``: the driver's message is repeated here, redacted.
+            raise ConnectionFailed(
+                f"cannot connect to the PostgreSQL registry at {redact(dsn)}: "
+                f"{redact(' '.join(str(exc).split()))}",
+                fix="start the server, or correct registry.dsn in headwater.yaml",
+            ) from None
+
+    def _compile(self, template: str) -> Any:
+        from psycopg import sql
+
+        slots: dict[str, Any] = {t: sql.Identifier(self._schema, t) for t in TABLES}
+        slots.update({k: sql.SQL(v) for k, v in self.types.items()})
+        slots["schema"] = sql.Identifier(self._schema)
+        return sql.SQL(template.replace("?", "%s")).format(**slots)
+
+    def _execute(self, query: Any, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        with self._conn.cursor() as cursor:
+            cursor.execute(query, params)
+            return cursor.fetchall() if cursor.description is not None else []
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._conn.transaction():
+            yield
+
+    def prelude(self) -> None:
+        # Concurrent first opens would race on CREATE SCHEMA / CREATE TABLE.
+        self.run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"headwater:{self._schema}",))
+        self.run("CREATE SCHEMA IF NOT EXISTS {schema}")
+
+    def to_db_ts(self, value: datetime) -> Any:
+        return value.astimezone(UTC)
+
+    def from_db_ts(self, value: Any) -> datetime:
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self._conn.close()
