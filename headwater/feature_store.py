@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,6 +153,37 @@ class FeatureStore:
         return [
             runner.run(view, full_refresh=full_refresh, on_step=on_step)
             for view in self._select(views)
+        ]
+
+    def backfill(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        start: datetime,
+        end: datetime,
+        on_step: Callable[[str], None] | None = None,
+    ) -> list[RunResult]:
+        """Recompute the rows of ``views`` whose event_timestamp is in ``[start, end)``.
+
+        Sources are read in full for the period (cursors are neither read nor moved), and the
+        results merge into the offline store like any run: rows that did not change stay.
+        """
+        from headwater.orchestration.runner import Runner
+
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
+        if end <= start:
+            raise DefinitionError(
+                f"backfill period is empty: end {end.isoformat()} is not after start "
+                f"{start.isoformat()}",
+                fix="pass --start before --end",
+            )
+        period = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        runner = Runner(self.config, self.registry, self.offline, self.engine)
+        return [
+            runner.run(view, time_range=period, on_step=on_step) for view in self._select(views)
         ]
 
     def materialize(

@@ -49,7 +49,8 @@ class SqliteConnector:
                 f"source {self.source.name!r}: SQLite database {self.path} does not exist",
                 fix="check path= (relative paths are read from the project folder)",
             )
-        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        # DuckDB pulls the batches from its own thread; the connection is used by one reader.
+        return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
 
     def _select(self, has_mark: bool) -> str:
         return build_select(

@@ -54,8 +54,22 @@ def compile_view(
     relation: str,
     schema: pa.Schema,
     restriction: Restriction | None = None,
+    time_range: tuple[int, int] | None = None,
 ) -> str:
-    """The SELECT computing ``view``'s output rows from ``relation`` (with ``schema``)."""
+    """The SELECT computing ``view``'s output rows from ``relation`` (with ``schema``).
+
+    ``time_range`` ``(start_ms, end_ms)`` limits the output to rows whose event_timestamp is in
+    ``[start, end)``, reading only the events those rows need (a backfill of a period).
+    """
+    if time_range is not None:
+        start, end = time_range
+        inner = compile_view(
+            view, _events_for(view, relation, schema, start, end), schema, restriction
+        )
+        return (
+            f"SELECT * FROM ({inner}) WHERE event_timestamp >= {ms_to_ts_sql(str(start))} "
+            f"AND event_timestamp < {ms_to_ts_sql(str(end))}"
+        )
     keys = ", ".join(q(k) for k in view.join_keys)
     ts_type = _type_of(schema, view.source.timestamp_field)
     ts_ms = event_ms_sql(view.source.timestamp_field, ts_type)
@@ -81,6 +95,19 @@ def compile_view(
     if view.window is None:
         return _lifetime(view, events, keys, schema)
     return _windowed(view, events, keys, schema, restriction)
+
+
+def _events_for(view: FeatureView, relation: str, schema: pa.Schema, start: int, end: int) -> str:
+    """A sub-select of ``relation`` holding the events that rows in ``[start, end)`` need."""
+    ts_ms = event_ms_sql(view.source.timestamp_field, _type_of(schema, view.source.timestamp_field))
+    if view.kind == "projection":
+        low: int | None = start
+    elif view.window is None:
+        low = None  # lifetime rows need every earlier event
+    else:
+        low = start - (view.window_ms or (0, 0))[0]
+    where = f"{ts_ms} < {end}" + (f" AND {ts_ms} >= {low}" if low is not None else "")
+    return f"(SELECT * FROM {relation} WHERE {where})"
 
 
 def _type_of(schema: pa.Schema, column: str) -> pa.DataType | None:

@@ -105,10 +105,11 @@ class DuckDBEngine:
         relation: str,
         restriction: Restriction | None = None,
         batch_rows: int = 100_000,
+        time_range: tuple[int, int] | None = None,
     ) -> pa.RecordBatchReader:
         """Stream ``view``'s output rows computed from ``relation``."""
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-        sql = compile_view(view, relation, schema, restriction)
+        sql = compile_view(view, relation, schema, restriction, time_range)
         return con.sql(sql).fetch_record_batch(batch_rows)
 
     def unplaceable_rows(

@@ -79,20 +79,27 @@ class Runner:
         view: FeatureView,
         *,
         full_refresh: bool = False,
+        time_range: tuple[int, int] | None = None,
         on_step: Callable[[str], None] | None = None,
     ) -> RunResult:
+        """Run ``view``; with ``time_range`` (a backfill) only rows in ``[start, end)`` are
+        recomputed, from a full read of the source, and no cursor is read or committed."""
         step = on_step or (lambda _msg: None)
-        run_id = self.registry.start_run(view.name, "run", {"full_refresh": full_refresh})
+        kind = "run" if time_range is None else "backfill"
+        details: dict[str, Any] = {"full_refresh": full_refresh}
+        if time_range is not None:
+            details["time_range_ms"] = list(time_range)
+        run_id = self.registry.start_run(view.name, kind, details)
         started = time.perf_counter()
         con = self.engine.connect()
         try:
-            result = self._run(con, view, run_id, full_refresh, step)
+            result = self._run(con, view, run_id, full_refresh, time_range, step)
         except Exception as exc:
             message = (
                 exc.message if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
             )
             self.registry.finish_run(run_id, "failed", error=redact(message))
-            log.error(
+            log.info(
                 "run failed",
                 extra={"fields": {"view": view.name, "run_id": run_id, "error": message}},
             )
@@ -134,10 +141,11 @@ class Runner:
         view: FeatureView,
         run_id: str,
         full_refresh: bool,
+        time_range: tuple[int, int] | None,
         step: Callable[[str], None],
     ) -> RunResult:
         connector = open_connector(view.source, self.project)
-        incremental = view.source.incremental
+        incremental = view.source.incremental and time_range is None
         checkpoint = None
         if incremental and not full_refresh:
             checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
@@ -159,11 +167,11 @@ class Runner:
         if incremental and view.kind == "aggregation":
             output = self._recompute_touched(con, view, relation, fresh=checkpoint is None)
         else:
-            output = self.engine.compute(con, view, relation)
+            output = self.engine.compute(con, view, relation, time_range=time_range)
         step(f"writing {view.name}")
         seq = self.registry.next_seq()
         stats = self.offline.write(view, output, seq=seq)
-        new_checkpoint = scan.checkpoint()
+        new_checkpoint = scan.checkpoint() if incremental else None
         if new_checkpoint is not None:
             self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
         return RunResult(

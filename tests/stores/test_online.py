@@ -21,7 +21,13 @@ from headwater.definitions import Entity, FeatureView, FileSource
 from headwater.errors import ConnectionFailed, HeadwaterError
 from headwater.stores.online import open_online_store
 from headwater.stores.online.base import OnlineStore
-from headwater.stores.online.codec import decode_payloads, deserialize_schema, encode_payloads
+from headwater.stores.online.codec import (
+    decode_payloads,
+    deserialize_schema,
+    encode_key,
+    encode_keys,
+    encode_payloads,
+)
 from headwater.stores.online.redis import RedisOnlineStore
 from headwater.stores.online.sqlite import SqliteOnlineStore
 
@@ -150,6 +156,24 @@ def test_codec_decodes_each_payload_with_its_own_schema() -> None:
     schemas = {sid_int: deserialize_schema(schema_int), sid_str: deserialize_schema(schema_str)}
     decoded = decode_payloads([payloads_str[0], payloads_int[0]], schemas)
     assert decoded == [{"a": "x"}, {"a": 7}]
+
+
+def test_vectorised_keys_match_the_per_row_encoding() -> None:
+    texts = ["plain", 'q"uote', "back\\slash", "ünï😀", "", None, "new\nline"]
+    table = pa.table(
+        {
+            "i": pa.array([-(2**63), 0, None, 7, 2**63 - 1, 1, 2], pa.int64()),
+            "s": pa.array(texts, pa.large_string()),
+            "u": pa.array([2**64 - 1, 0, 1, 2, 3, 4, 5], pa.uint64()),
+        }
+    )
+    for keys in (["i"], ["i", "u"], ["s", "i"], ["u", "s"]):
+        clean = table.slice(0, 6)  # the last string has a control character: per-row path
+        for part in (clean, table):
+            expected = [
+                encode_key(k) for k in zip(*(part.column(c).to_pylist() for c in keys), strict=True)
+            ]
+            assert encode_keys(part, keys) == expected
 
 
 def test_rows_written_before_a_type_change_keep_their_type(store: OnlineStore) -> None:

@@ -1,16 +1,13 @@
 """Turn Arrow rows into what the online stores keep, and back.
 
-* **Entity keys** are the join-key tuple as compact JSON (``[42,"eu"]``): deterministic, no
-  separator ambiguity, and always starting with ``[``.
-* **Payloads** are ``<schema id><JSON object>``. Before encoding, every feature column is cast
-  (vectorised, by Arrow) to a JSON-safe *wire type* — timestamps, dates, times and durations to
-  integers in their own unit, decimals to strings — so decoding is the reverse cast and yields
-  exactly what ``Table.to_pylist()`` gives. Bytes travel as base64. Nulls are omitted.
-* The **schema id** is a hash of the Arrow schema of the feature columns; stores keep each id's
-  schema, so rows written before a feature changed type still decode with their own types.
+* **Entity keys**: the join-key tuple as compact JSON (``[42,"eu"]``), always starting with ``[``.
+* **Payloads**: ``<schema id><JSON object>``. Feature columns are first cast by Arrow to a
+  JSON-safe *wire type* (temporal types to integers in their unit, decimals to strings), so
+  decoding is the reverse cast and yields exactly what ``Table.to_pylist()`` gives. Bytes travel
+  as base64; nulls are omitted. The schema id hashes the features' Arrow schema; stores keep each
+  id's schema, so rows written before a feature changed type still decode with their own types.
 * :func:`prepare_rows` reduces a batch to the latest row per entity (greatest
-  ``event_timestamp``, then greatest ``created_timestamp``, nulls lowest, later rows win ties)
-  with Arrow sorts and a group-by.
+  ``event_timestamp``, then ``created_timestamp``, nulls lowest, later rows win full ties).
 """
 
 from __future__ import annotations
@@ -73,13 +70,40 @@ def encode_key(values: Sequence[Any]) -> str:
     return _KEY_ENCODER.encode(list(values))
 
 
+def encode_keys(table: pa.Table, join_keys: list[str]) -> list[str]:
+    """:func:`encode_key` of every row; vectorised for integer and plain string columns."""
+
+    def lit(text: str) -> pa.Scalar:
+        return pa.scalar(text, pa.large_string())
+
+    parts: list[Any] = []
+    for name in join_keys:
+        column, kind = table.column(name), table.column(name).type
+        if pa.types.is_integer(kind):
+            text = pc.cast(column, pa.large_string())
+        elif (pa.types.is_string(kind) or pa.types.is_large_string(kind)) and not pc.any(
+            pc.match_substring_regex(column, r"[\x00-\x1f]")
+        ).as_py():
+            # Exactly what JSON does to strings without control characters.
+            escaped = pc.replace_substring(
+                pc.replace_substring(pc.cast(column, pa.large_string()), "\\", "\\\\"), '"', '\\"'
+            )
+            text = pc.binary_join_element_wise(lit('"'), escaped, lit('"'), lit(""))
+        else:
+            values = zip(*(table.column(k).to_pylist() for k in join_keys), strict=True)
+            return [encode_key(v) for v in values]
+        parts.extend([lit(","), pc.fill_null(text, lit("null"))])
+    if not table.num_rows:
+        return []
+    joined = pc.binary_join_element_wise(lit("["), *parts[1:], lit("]"), lit(""))
+    return list(joined.to_pylist())
+
+
 # ------------------------------------------------------------------ types and schemas
 def _wire_type(t: pa.DataType) -> pa.DataType:
     """The JSON-safe type ``t`` is cast to before encoding (and cast back from)."""
     types = pa.types
-    if types.is_timestamp(t) or types.is_date64(t) or types.is_time64(t):
-        return pa.int64()
-    if types.is_duration(t):
+    if types.is_timestamp(t) or types.is_date64(t) or types.is_time64(t) or types.is_duration(t):
         return pa.int64()
     if types.is_date32(t) or types.is_time32(t):
         return pa.int32()
@@ -103,8 +127,14 @@ def _wire_type(t: pa.DataType) -> pa.DataType:
 
 
 def _is_binary(t: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t)
+    )
+
+
+def _is_list(t: pa.DataType) -> bool:
     types = pa.types
-    return bool(types.is_binary(t) or types.is_large_binary(t) or types.is_fixed_size_binary(t))
+    return bool(types.is_list(t) or types.is_large_list(t) or types.is_fixed_size_list(t))
 
 
 def _needs_restore(t: pa.DataType) -> bool:
@@ -113,7 +143,7 @@ def _needs_restore(t: pa.DataType) -> bool:
         return True
     if pa.types.is_struct(t):
         return any(_needs_restore(f.type) for f in t)
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+    if _is_list(t):
         return _needs_restore(t.value_type)
     return False
 
@@ -127,7 +157,7 @@ def _restore(value: Any, t: pa.DataType) -> Any:
         return [(_restore(k, t.key_type), _restore(v, t.item_type)) for k, v in value]
     if pa.types.is_struct(t):
         return {f.name: _restore(value.get(f.name), f.type) for f in t}
-    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+    if _is_list(t):
         return [_restore(v, t.value_type) for v in value]
     return value
 
@@ -210,16 +240,15 @@ def decode_stored(
     view: FeatureView, stored: Sequence[Stored | None], schemas: Mapping[str, pa.Schema]
 ) -> list[OnlineRow | None]:
     """Online rows (features in ``view.feature_names`` order) for stored entries."""
-    present = [s for s in stored if s is not None]
-    decoded = iter(decode_payloads([s[2] for s in present], schemas))
+    decoded = iter(decode_payloads([s[2] for s in stored if s is not None], schemas))
     names = view.feature_names
     rows: list[OnlineRow | None] = []
     for entry in stored:
         if entry is None:
             rows.append(None)
-            continue
-        values = next(decoded)
-        rows.append(OnlineRow({n: values.get(n) for n in names}, entry[0], entry[1]))
+        else:
+            values = next(decoded)
+            rows.append(OnlineRow({n: values.get(n) for n in names}, entry[0], entry[1]))
     return rows
 
 
@@ -281,7 +310,6 @@ def prepare_rows(
         if has_created
         else [None] * latest.num_rows
     )
-    key_columns = [latest.column(k).to_pylist() for k in view.join_keys]
-    keys = [encode_key(k) for k in zip(*key_columns, strict=True)]
+    keys = encode_keys(latest, view.join_keys)
     sid, schema_bytes, payloads = encode_payloads(latest.select(features))
     return EncodedRows(keys, event_ms.to_pylist(), created, payloads, sid, schema_bytes)
