@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from headwater.config.models import ProjectConfig
 from headwater.errors import ConfigError
@@ -82,23 +84,82 @@ def _interpolate(value: Any, path: tuple[str, ...]) -> Any:
     return value
 
 
-_TAGS = {"postgres", "kafka", "sqlite", "delta", "parquet", "redis", "duckdb"}
+def _tag(model: type[BaseModel]) -> str | None:
+    """The ``type:`` value of a connection/store model (its discriminator), if it has one."""
+    field = model.model_fields.get("type")
+    args = get_args(field.annotation) if field is not None else ()
+    return str(args[0]) if len(args) == 1 else None
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc]
-    # pydantic puts the discriminator value in the location of union members; drop it.
-    cleaned = [p for i, p in enumerate(parts) if not (i > 0 and p in _TAGS)]
-    return ".".join(cleaned) or "(top level)"
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation accepts (``A | B``, ``Annotated[A | B, ...]``, ``A``)."""
+    if get_origin(annotation) is Annotated:
+        return _models(get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if get_origin(annotation) in (Union, UnionType):
+        return [m for arg in get_args(annotation) for m in _models(arg)]
+    return []
+
+
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None]:
+    """Resolve a pydantic error location against :class:`ProjectConfig`.
+
+    Returns the dotted YAML path (with the discriminator tags pydantic inserts removed) and the
+    model that holds the last key of the path (``None`` when it is not a model's key).
+    """
+    parts: list[str] = []
+    current: Any = ProjectConfig
+    holder: type[BaseModel] | None = None
+    picked = False
+    for item in loc:
+        key = str(item)
+        models = _models(current)
+        if not picked and any(_tag(m) == key for m in models):
+            # pydantic names the member it picked by `type:`; that is not a YAML key.
+            current, picked = next(m for m in models if _tag(m) == key), True
+            continue
+        picked = False
+        parts.append(key)
+        if len(models) == 1:
+            holder = models[0]
+            fields = {f.alias or name: f for name, f in holder.model_fields.items()}
+            field = fields.get(key)
+            current = field.annotation if field is not None else None
+        else:
+            holder = None
+            args = get_args(current)
+            current = args[-1] if get_origin(current) in (dict, list) and args else None
+    return ".".join(parts) or "(top level)", holder
+
+
+def _keys(model: type[BaseModel]) -> list[str]:
+    """The keys ``model`` accepts in YAML (aliases where set; the loader-only ``root`` left out)."""
+    return [
+        field.alias or name for name, field in model.model_fields.items() if not field.exclude
+    ]
+
+
+def _unknown_key(where: str, holder: type[BaseModel] | None) -> str:
+    key = where.rpartition(".")[2]
+    if holder is None:
+        return f"{where}: unknown key"
+    valid = _keys(holder)
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    tag = _tag(holder)
+    section = where.rpartition(".")[0] or "the top level"
+    kind = f" of a {tag} {section}" if tag and section != "the top level" else f" of {section}"
+    return f"{where}: unknown key{hint}; valid keys{kind}: {', '.join(valid)}"
 
 
 def _describe(exc: ValidationError) -> str:
     messages = []
     for error in exc.errors():
-        where = _location(error["loc"])
+        where, holder = _walk(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
-            messages.append(f"{where}: unknown key")
+            messages.append(_unknown_key(where, holder))
         elif kind == "missing":
             messages.append(f"{where}: required key is missing")
         elif kind == "union_tag_invalid":
@@ -116,8 +177,7 @@ def _describe(exc: ValidationError) -> str:
 def _fix(exc: ValidationError) -> str:
     first = exc.errors()[0]
     if first["type"] == "extra_forbidden":
-        section = _location(first["loc"][:-1])
-        return f"remove or rename the key; docs/configuration.md lists the keys of {section}"
+        return "remove or rename the key"
     if first["type"] == "missing":
         return "add the key"
     return "see docs/configuration.md"

@@ -24,12 +24,23 @@ _MIN_BIGINT = "(-9223372036854775807 - 1)"
 
 
 def event_ms_sql(column: str, arrow_type: pa.DataType | None) -> str:
-    """SQL turning a source time column into epoch milliseconds (integers are taken as ms)."""
+    """SQL turning a source time column into epoch milliseconds (integers are taken as ms).
+
+    Finer times are floored to the millisecond (DuckDB's ``epoch_ms`` and casts from
+    nanoseconds round, which would move an event just before a window end into the next one).
+    """
     import pyarrow as pa
 
     if arrow_type is not None and pa.types.is_integer(arrow_type):
         return f"CAST({q(column)} AS BIGINT)"
-    return f"epoch_ms(CAST({q(column)} AS TIMESTAMPTZ))"
+    if arrow_type is not None and pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        return _floor_div(f"epoch_ns({q(column)})", 1_000_000)
+    return _floor_div(f"epoch_us(CAST({q(column)} AS TIMESTAMPTZ))", 1_000)
+
+
+def _floor_div(expr: str, divisor: int) -> str:
+    """SQL for ``floor(expr / divisor)`` on integers (DuckDB's ``//`` truncates toward zero)."""
+    return f"((({expr}) - {floormod_sql(expr, divisor)}) // {divisor})"
 
 
 def ms_to_ts_sql(expr: str) -> str:
