@@ -47,13 +47,34 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except HeadwaterError as exc:
-        from headwater.observability import redact
-
-        typer.echo(f"error: {redact(str(exc))}", err=True)
+        typer.echo(f"error: {_one_line(str(exc))}", err=True)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        raise
+    except Exception as exc:
+        # Not an error headwater raises on purpose: still one line, with a way to see more.
+        import os
+
+        if os.environ.get("HEADWATER_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {_one_line(str(exc), first=True)} — fix: "
+            "rerun with HEADWATER_DEBUG=1 to see the traceback",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
+def _one_line(text: str, *, first: bool = False) -> str:
+    """``text`` redacted and folded onto one line (driver messages often span several)."""
+    from headwater.observability import redact
+
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return redact(" ".join(lines[:1] if first else lines))
 
 
 def _store(repo: Path) -> FeatureStore:
@@ -64,15 +85,25 @@ def _store(repo: Path) -> FeatureStore:
     return FeatureStore(repo)
 
 
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # Eager, so that `headwater --version` works without a command.
+    if value:
         from headwater import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
 
 
 # ---------------------------------------------------------------------- project set-up

@@ -102,11 +102,12 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return []
 
 
-def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None]:
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None, Any]:
     """Resolve a pydantic error location against :class:`ProjectConfig`.
 
-    Returns the dotted YAML path (with the discriminator tags pydantic inserts removed) and the
-    model that holds the last key of the path (``None`` when it is not a model's key).
+    Returns the dotted YAML path (with the discriminator tags pydantic inserts removed), the
+    model that holds the last key of the path (``None`` when it is not a model's key) and the
+    annotation of the value at the path.
     """
     parts: list[str] = []
     current: Any = ProjectConfig
@@ -130,14 +131,12 @@ def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None]:
             holder = None
             args = get_args(current)
             current = args[-1] if get_origin(current) in (dict, list) and args else None
-    return ".".join(parts) or "(top level)", holder
+    return ".".join(parts) or "(top level)", holder, current
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
     """The keys ``model`` accepts in YAML (aliases where set; the loader-only ``root`` left out)."""
-    return [
-        field.alias or name for name, field in model.model_fields.items() if not field.exclude
-    ]
+    return [field.alias or name for name, field in model.model_fields.items() if not field.exclude]
 
 
 def _unknown_key(where: str, holder: type[BaseModel] | None) -> str:
@@ -156,7 +155,7 @@ def _unknown_key(where: str, holder: type[BaseModel] | None) -> str:
 def _describe(exc: ValidationError) -> str:
     messages = []
     for error in exc.errors():
-        where, holder = _walk(error["loc"])
+        where, holder, annotation = _walk(error["loc"])
         kind = error["type"]
         if kind == "extra_forbidden":
             messages.append(_unknown_key(where, holder))
@@ -168,7 +167,8 @@ def _describe(exc: ValidationError) -> str:
                 f"{where}.type: unknown type {error['input'].get('type')!r} (valid: {expected})"
             )
         elif kind == "union_tag_not_found":
-            messages.append(f"{where}: needs a `type:` key")
+            types = ", ".join(repr(_tag(m)) for m in _models(annotation))
+            messages.append(f"{where}: needs a `type:` key (one of {types})")
         else:
             messages.append(f"{where}: {error['msg']}")
     return f"{CONFIG_FILE}: " + "; ".join(messages)
@@ -180,4 +180,8 @@ def _fix(exc: ValidationError) -> str:
         return "remove or rename the key"
     if first["type"] == "missing":
         return "add the key"
+    if first["type"] == "union_tag_not_found":
+        return "add a `type:` key"
+    if first["type"] == "union_tag_invalid":
+        return "set `type:` to one of the valid types"
     return "see docs/configuration.md"

@@ -73,11 +73,19 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
             )
         )
     except psycopg.OperationalError as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        # libpq's message spans lines ("...: Connection refused\n\tIs the server running...");
+        # keep every part, on one line.
+        reason = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        reason = reason or type(exc).__name__
         raise ConnectionFailed(
             f"{what}: cannot connect to PostgreSQL at {redact(dsn)}: {redact(reason)}",
             fix="check that the server is running and the dsn in headwater.yaml is right",
         ) from None
+    # json / jsonb arrive as the server's JSON text, not as parsed Python objects.
+    from psycopg.types.string import TextLoader
+
+    conn.adapters.register_loader("json", TextLoader)
+    conn.adapters.register_loader("jsonb", TextLoader)
     conn.execute("SET TIME ZONE 'UTC'")
     if conn_config.statement_timeout_ms:
         conn.execute(f"SET statement_timeout = {int(conn_config.statement_timeout_ms)}")
@@ -94,9 +102,14 @@ class PostgresConnector:
         self.conn_config: PostgresConnection = project.connection(source.connection, "postgres")  # type: ignore[attr-defined]  # PostgresSource has it
 
     def _select(self, has_mark: bool) -> str:
+        query = self.source.query
+        if query is not None and has_mark and not self.source.params:
+            # Without params the query is sent as plain SQL (a literal % is just a %); the
+            # cursor's placeholder turns the whole text into a template, so escape it.
+            query = query.replace("%", "%%")
         return build_select(
             table=self.source.table,
-            query=self.source.query,
+            query=query,
             cursor_field=self.source.cursor_field,
             has_mark=has_mark,
             placeholder=lambda name: f"%({name})s",
@@ -135,7 +148,11 @@ class PostgresConnector:
 
         mark = decode_cursor(checkpoint)
         conn = connect(self.conn_config, what=f"source {self.source.name!r}")
-        schema = self._describe(conn)
+        try:
+            schema = self._describe(conn)
+        except BaseException:
+            conn.close()
+            raise
         if self.source.cursor_field and self.source.cursor_field not in schema.names:
             conn.close()
             raise DefinitionError(

@@ -102,6 +102,30 @@ def rows_to_batch(rows: Sequence[Sequence[Any]], schema: pa.Schema) -> pa.Record
         try:
             arrays.append(pa.array(values, type=field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    names = [f.name for f in schema]
-    return pa.RecordBatch.from_arrays(arrays, names=names)
+            arrays.append(pa.array(_coerce(values, field.type), type=field.type))
+    # ``schema=`` checks every column's type: a batch must never disagree with its reader.
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _coerce(values: Sequence[Any], arrow_type: pa.DataType) -> list[Any]:
+    """Values the driver returned as another Python type than ``arrow_type`` takes."""
+    import pyarrow as pa
+
+    if pa.types.is_floating(arrow_type):  # e.g. Decimal from an unconstrained numeric
+        return [None if v is None else float(v) for v in values]
+    if pa.types.is_string(arrow_type):  # e.g. UUID, intervals, arrays
+        return [None if v is None else str(v) for v in values]
+    if pa.types.is_boolean(arrow_type):  # e.g. SQLite's 0 / 1
+        return [None if v is None else _truth(v) for v in values]
+    return list(values)
+
+
+def _truth(value: Any) -> bool:
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in ("1", "t", "true", "y", "yes"):
+            return True
+        if word in ("0", "f", "false", "n", "no"):
+            return False
+        raise ValueError(f"cannot read {value!r} as a boolean")
+    return bool(value)

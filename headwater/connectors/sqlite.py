@@ -27,6 +27,8 @@ def _arrow_type(declared: str | None) -> pa.DataType:
         return pa.int64()
     if any(word in decl for word in ("REAL", "FLOA", "DOUB")):
         return pa.float64()
+    if decl.startswith(("NUMERIC", "DECIMAL", "NUMBER")):
+        return pa.float64()  # NUMERIC affinity: the values are stored as integers or reals
     if "BOOL" in decl:
         return pa.bool_()
     if "BLOB" in decl:
@@ -75,8 +77,12 @@ class SqliteConnector:
             ) from None
         declared: dict[str, str] = {}
         if self.source.table:
-            for row in conn.execute(f"PRAGMA table_info({self.source.table!r})"):
-                declared[row[1]] = row[2]
+            # "schema.table" or "table"; both parts bound as values, never formatted in.
+            schema, _, table = self.source.table.rpartition(".")
+            for name, decl in conn.execute(
+                "SELECT name, type FROM pragma_table_info(?, ?)", (table, schema or "main")
+            ):
+                declared[name] = decl
         return pa.schema([pa.field(n, _arrow_type(declared.get(n))) for n in names])
 
     def schema(self) -> pa.Schema:
@@ -91,7 +97,19 @@ class SqliteConnector:
 
         mark = decode_cursor(checkpoint)
         conn = self._connect()
-        schema = self._describe(conn)
+        try:
+            schema = self._describe(conn)
+        except BaseException:
+            conn.close()
+            raise
+        if self.source.cursor_field and self.source.cursor_field not in schema.names:
+            # Checked here: SQLite would read an unknown "name" as a string literal.
+            conn.close()
+            raise DefinitionError(
+                f"source {self.source.name!r}: cursor_field {self.source.cursor_field!r} is not "
+                f"a column (columns: {', '.join(schema.names)})",
+                fix="name an existing, monotonically increasing column (e.g. updated_at)",
+            )
         params = dict(self.source.params)
         if mark is not None:
             params["hw_cursor_low"] = mark

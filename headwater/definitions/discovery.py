@@ -31,6 +31,8 @@ class Definitions:
     entities: dict[str, Entity] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
     views: dict[str, FeatureView] = field(default_factory=dict)
+    origins: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    """The module each definition was first found in, by ``(kind, name)``."""
 
     def add(self, obj: object, where: str) -> None:
         if isinstance(obj, FeatureView):
@@ -42,14 +44,17 @@ class Definitions:
         elif isinstance(obj, Source):
             self._put(self.sources, obj.name, obj, "source", where)
 
-    @staticmethod
-    def _put(bucket: dict, name: str, obj: object, what: str, where: str) -> None:  # type: ignore[type-arg]  # one bucket per kind
+    def _put(self, bucket: dict, name: str, obj: object, what: str, where: str) -> None:  # type: ignore[type-arg]  # one bucket per kind
         existing = bucket.get(name)
         if existing is None:
             bucket[name] = obj
+            self.origins[(what, name)] = where
         elif existing is not obj and _spec(existing) != _spec(obj):
+            first = self.origins.get((what, name), "?")
+            places = f"in {where}" if first == where else f"in {first} and in {where}"
             raise DefinitionError(
-                f"two different {what}s are named {name!r} (the second in {where})",
+                f"two different {'entities' if what == 'entity' else what + 's'} are named "
+                f"{name!r} ({places})",
                 fix=f"rename one of them; {what} names are unique in a project",
             )
 
@@ -135,9 +140,8 @@ def _import(path: Path, project: Path) -> object:
         message = exc.message if exc.message.startswith(where) else f"{where}: {exc.message}"
         raise type(exc)(message, fix=exc.fix) from None
     except Exception as exc:
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
         raise DefinitionError(
-            f"importing {relative.as_posix()}.py failed at line {frame.lineno}: "
+            f"importing {relative.as_posix()}.py failed at {_failed_at(exc, path, project)}: "
             f"{type(exc).__name__}: {exc}",
             fix="fix the Python error in the definition module",
         ) from exc
@@ -145,3 +149,27 @@ def _import(path: Path, project: Path) -> object:
         if added:
             sys.path.remove(str(project))
     return module
+
+
+def _failed_at(exc: BaseException, module: Path, project: Path) -> str:
+    """Where in the project's own code ``exc`` was raised: ``line N`` or ``other.py line N``.
+
+    The innermost frame may be library code (``json.loads``) or importlib itself (for a
+    ``SyntaxError``), whose line numbers mean nothing to the user; report the innermost frame
+    that lies in a project file instead.
+    """
+    candidates: list[tuple[str, int | None]]
+    if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
+        candidates = [(exc.filename, exc.lineno)]
+    else:
+        candidates = [
+            (frame.filename, frame.lineno)
+            for frame in reversed(traceback.extract_tb(exc.__traceback__))
+        ]
+    for filename, lineno in candidates:
+        file = Path(filename).resolve()
+        if file == module.resolve():
+            return f"line {lineno}"
+        if file.is_relative_to(project):
+            return f"{file.relative_to(project).as_posix()} line {lineno}"
+    return "import"

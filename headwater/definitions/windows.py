@@ -8,6 +8,7 @@ H == S. An aggregation row's ``event_timestamp`` is the window end.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import isqrt
 from typing import Any
 
 from headwater.definitions.durations import Duration, format_millis, to_millis
@@ -50,11 +51,22 @@ class Window:
         raise NotImplementedError
 
 
+_UNITS_DESCENDING = (604_800_000, 86_400_000, 3_600_000, 60_000, 1_000, 1)  # w, d, h, m, s, ms
+
+
 def _largest_divisor(size: int, below: int) -> int:
-    for candidate in range(below, 0, -1):
-        if size % candidate == 0:
-            return candidate
-    return 1
+    """The largest divisor of ``size`` under ``below``, preferring whole units of ``below``.
+
+    For a 1h window with a 7m hop this suggests 6m rather than 400s.
+    """
+    divisors: set[int] = set()
+    for low in range(1, isqrt(size) + 1):
+        if size % low == 0:
+            divisors.update((low, size // low))
+    unit = next(u for u in _UNITS_DESCENDING if below % u == 0)
+    fitting = [d for d in divisors if d <= below]
+    whole = [d for d in fitting if d % unit == 0]
+    return max(whole or fitting)
 
 
 class Tumbling(Window):

@@ -110,7 +110,7 @@ class DuckDBEngine:
         """Stream ``view``'s output rows computed from ``relation``."""
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         sql = compile_view(view, relation, schema, restriction, time_range)
-        return con.sql(sql).fetch_record_batch(batch_rows)
+        return con.sql(sql).to_arrow_reader(batch_rows)
 
     def unplaceable_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str

@@ -36,6 +36,8 @@ class Landing:
         options = getattr(project.offline_store, "storage_options", None)
         if options:
             self.storage_options = {k: v.get_secret_value() for k, v in options.items()}
+        self._changed_rows: pa.Table | None = None
+        self._overwrite = False
 
     def _table(self) -> Any:
         from deltalake import DeltaTable
@@ -46,12 +48,19 @@ class Landing:
         except TableNotFoundError:
             return None
 
+    def exists(self) -> bool:
+        """Whether the landing table has been written."""
+        return self._table() is not None
+
     def apply(
         self, con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, changed: str, *, fresh: bool
     ) -> pa.RecordBatchReader:
-        """Upsert ``changed`` rows and return the recomputed rows of the touched windows."""
-        from deltalake import write_deltalake
+        """Return the recomputed rows of the windows ``changed`` touches.
 
+        The landing table itself is not written here: call :meth:`commit` once the returned
+        rows are in the offline store. Until then a crash leaves the replaced versions in the
+        landing table, so the rerun finds (and empties) the windows they left.
+        """
         source = self.view.source
         pk = ", ".join(q(k) for k in source.primary_key)
         cursor = getattr(source, "cursor_field", None)
@@ -60,18 +69,11 @@ class Landing:
             f"CREATE TEMP TABLE __hw_changed AS SELECT * FROM {changed} "
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
         )
-        changed_rows = con.sql("SELECT * FROM __hw_changed").to_arrow_table()
+        self._changed_rows = con.sql("SELECT * FROM __hw_changed").to_arrow_table()
         table = self._table()
-        if fresh or table is None:
-            write_deltalake(
-                self.location,
-                changed_rows,
-                mode="overwrite",
-                schema_mode="overwrite",
-                storage_options=self.storage_options,
-            )
-            con.register("__hw_landing", self._table().to_pyarrow_dataset())
-            return engine.compute(con, self.view, "__hw_landing")
+        self._overwrite = fresh or table is None
+        if self._overwrite:
+            return engine.compute(con, self.view, "__hw_changed")
 
         con.register("__hw_landing_before", table.to_pyarrow_dataset())
         match = " AND ".join(f"l.{q(k)} = c.{q(k)}" for k in source.primary_key)
@@ -80,27 +82,50 @@ class Landing:
             f"SEMI JOIN __hw_changed AS c ON {match}"
         )
         restriction = self._affected(con)
-        predicate = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in source.primary_key)
-        (
-            table.merge(
-                source=changed_rows,
-                predicate=predicate,
-                source_alias="s",
-                target_alias="t",
-                merge_schema=True,
-            )
-            .when_matched_update_all()
-            .when_not_matched_insert_all()
-            .execute()
+        # The landing table as it will be after the upsert: unchanged rows plus the new versions.
+        con.execute(
+            "CREATE TEMP VIEW __hw_landing AS SELECT l.* FROM __hw_landing_before AS l "
+            f"ANTI JOIN __hw_changed AS c ON {match} "
+            "UNION ALL BY NAME SELECT * FROM __hw_changed"
         )
-        con.register("__hw_landing", self._table().to_pyarrow_dataset())
         result = engine.compute(con, self.view, "__hw_landing", restriction).read_all()
         con.register("__hw_result", result)
         tombstones = self._tombstones(con, restriction)
         return con.sql(
             "SELECT *, false AS _deleted FROM __hw_result "
             f"UNION ALL BY NAME SELECT *, true AS _deleted FROM ({tombstones})"
-        ).fetch_record_batch(100_000)
+        ).to_arrow_reader(100_000)
+
+    def commit(self) -> None:
+        """Upsert the rows given to :meth:`apply` (after their results were written)."""
+        from deltalake import write_deltalake
+
+        if self._changed_rows is None:
+            return
+        table = None if self._overwrite else self._table()
+        if table is None:
+            write_deltalake(
+                self.location,
+                self._changed_rows,
+                mode="overwrite",
+                schema_mode="overwrite",
+                storage_options=self.storage_options,
+            )
+        else:
+            predicate = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in self.view.source.primary_key)
+            (
+                table.merge(
+                    source=self._changed_rows,
+                    predicate=predicate,
+                    source_alias="s",
+                    target_alias="t",
+                    merge_schema=True,
+                )
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute()
+            )
+        self._changed_rows = None
 
     def _affected(self, con: duckdb.DuckDBPyConnection) -> Restriction:
         """Register ``__hw_affected``: the (keys[, window start]) the change touches."""

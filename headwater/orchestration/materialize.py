@@ -72,7 +72,7 @@ def materialize_view(
                     f"SELECT * EXCLUDE (event_date, {SEQ}) FROM __hw_hist "
                     f"WHERE {SEQ} > {mark} AND {SEQ} <= {top} "
                     f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
-                ).fetch_record_batch(batch_rows)
+                ).to_arrow_reader(batch_rows)
                 import pyarrow as pa
 
                 for batch in reader:

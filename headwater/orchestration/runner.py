@@ -1,15 +1,17 @@
 """Run feature views: read the source, compute, merge into the offline store, commit the cursor.
 
 Order of effects, which makes a crash at any point safe: (1) results are merged into the offline
-table, keyed by (join keys, event_timestamp), so a repeat writes nothing new; (2) only then is
-the source cursor committed to the registry. A crash between the two re-reads from the old
-cursor on the next run and converges to the same table.
+table, keyed by (join keys, event_timestamp), so a repeat writes nothing new; (2) then the
+landing table (below) is upserted; (3) only then is the source cursor committed to the
+registry. A crash between any two re-reads from the old cursor on the next run and converges to
+the same table.
 
 Aggregations over incremental sources cannot be recomputed from the new rows alone, so such
 views keep a *landing* Delta table of the source's current rows (keyed by the primary key, at
-``<offline path>/_landing/<view>/``). Each run upserts the new rows there, finds the windows
-touched by the new and the replaced versions, recomputes exactly those windows from the landing
-table, and deletes windows left empty.
+``<offline path>/_landing/<view>/``). Each run finds the windows touched by the new and the
+replaced versions, recomputes exactly those windows from the landing table with the new rows
+applied, deletes windows left empty, and upserts the new rows into the landing table only after
+the offline write (so a failed run still finds the replaced versions when it is rerun).
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from headwater.observability import get_logger, redact
 
 if TYPE_CHECKING:
     import duckdb
-    import pyarrow as pa
 
     from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
     from headwater.engines.duckdb import DuckDBEngine
+    from headwater.orchestration.landing import Landing
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.registry import Registry
 
@@ -149,6 +151,19 @@ class Runner:
         checkpoint = None
         if incremental and not full_refresh:
             checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
+        landing: Landing | None = None
+        if incremental and view.kind == "aggregation":
+            from headwater.orchestration.landing import Landing
+
+            landing = Landing(self.offline, self.project, view)
+            if checkpoint is not None and not landing.exists():
+                # Without the source's current rows, windows cannot be recomputed from an
+                # increment: read the source in full again.
+                log.warning(
+                    "landing table missing; reading the source in full",
+                    extra={"fields": {"view": view.name, "run_id": run_id}},
+                )
+                checkpoint = None
         step(f"reading {view.source.name}")
         scan = connector.scan(con, checkpoint=checkpoint)
         relation = scan.relation
@@ -164,13 +179,15 @@ class Runner:
                 extra={"fields": {"view": view.name, "run_id": run_id, "rows": skipped}},
             )
         step(f"computing {view.name}")
-        if incremental and view.kind == "aggregation":
-            output = self._recompute_touched(con, view, relation, fresh=checkpoint is None)
+        if landing is not None:
+            output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
         else:
             output = self.engine.compute(con, view, relation, time_range=time_range)
         step(f"writing {view.name}")
         seq = self.registry.next_seq()
         stats = self.offline.write(view, output, seq=seq)
+        if landing is not None:
+            landing.commit()
         new_checkpoint = scan.checkpoint() if incremental else None
         if new_checkpoint is not None:
             self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
@@ -186,15 +203,6 @@ class Runner:
             deleted=stats.deleted,
             details={"checkpoint": new_checkpoint},
         )
-
-    # ------------------------------------------------------------------ incremental windows
-    def _recompute_touched(
-        self, con: duckdb.DuckDBPyConnection, view: FeatureView, changed: str, *, fresh: bool
-    ) -> pa.RecordBatchReader:
-        from headwater.orchestration.landing import Landing
-
-        landing = Landing(self.offline, self.project, view)
-        return landing.apply(con, self.engine, changed, fresh=fresh)
 
 
 def quoted_list(names: list[str]) -> str:

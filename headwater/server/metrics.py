@@ -170,4 +170,5 @@ class ViewCollector(Collector):
                 run_duration.add_metric(view, (run.ended_at - run.started_at).total_seconds())
             rows_in.add_metric(view, run.rows_in)
             rows_out.add_metric(view, run.rows_out)
-        return [up, info, success, run_ts, run_duration, rows_in, rows_out, offline_rows, newest, age]
+        runs = [success, run_ts, run_duration, rows_in, rows_out]
+        return [up, info, *runs, offline_rows, newest, age]

@@ -174,4 +174,3 @@ def view_payload(
         "last_run": None if status.last_run is None else run_payload(status.last_run),
         "materialized_seq": status.materialized_seq,
     }
-

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +37,10 @@ from headwater.definitions import (
     Window,
 )
 from headwater.engines.duckdb import DuckDBEngine
+from headwater.engines.windows import window_start, window_starts
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 # DuckDB 2 deprecates the relation method the engine streams results with.
 pytestmark = pytest.mark.filterwarnings(
@@ -63,6 +67,8 @@ AGGREGATIONS = [
     Last("page"),
 ]
 FLOATS = {"amount_avg"}
+Rows = dict[tuple[int, int], dict[str, Any]]
+"""Output rows by ``(user_id, event_timestamp in ms)``."""
 NO_CREATED = -math.inf
 
 
@@ -114,9 +120,7 @@ def placeable(events: list[Event]) -> list[Event]:
     return [e for e in events if e.user_id is not None and e.ts_us is not None]
 
 
-def windowed_oracle(
-    events: list[Event], size: int, hop: int
-) -> dict[tuple[int, int], dict[str, Any]]:
+def windowed_oracle(events: list[Event], size: int, hop: int) -> Rows:
     """``{(user_id, window end ms): features}`` by scanning the windows around each event."""
     members: dict[tuple[int, int], list[Event]] = defaultdict(list)
     for event in placeable(events):
@@ -130,7 +134,7 @@ def windowed_oracle(
     return {key: aggregate(group) for key, group in members.items()}
 
 
-def lifetime_oracle(events: list[Event]) -> dict[tuple[int, int], dict[str, Any]]:
+def lifetime_oracle(events: list[Event]) -> Rows:
     """``{(user_id, event time ms): features over the user's events up to that time}``."""
     by_user: dict[int, list[Event]] = defaultdict(list)
     for event in placeable(events):
@@ -144,10 +148,36 @@ def lifetime_oracle(events: list[Event]) -> dict[tuple[int, int], dict[str, Any]
 
 
 # ---------------------------------------------------------------------- engine
+class Compute:
+    """Runs the engine on one connection; each call re-registers the source as ``src``."""
+
+    def __init__(self, engine: DuckDBEngine) -> None:
+        self.engine = engine
+        self.con = engine.connect()
+
+    def __call__(self, window: Window | None, table: pa.Table) -> Rows:
+        """``{(user_id, event_timestamp ms): features}``, asserting one row per key."""
+        view = FeatureView("v", entity=USER, source=SOURCE, features=AGGREGATIONS, window=window)
+        self.con.register("src", table)
+        result = self.engine.compute(self.con, view, "src").read_all()
+        assert result.schema.field("event_timestamp").type == TS
+        micros = pc.cast(result.column("event_timestamp"), pa.int64()).to_pylist()
+        rows: Rows = {}
+        features = result.drop_columns(["event_timestamp"]).to_pylist()
+        for row, us in zip(features, micros, strict=True):
+            assert us % 1000 == 0
+            key = (row.pop("user_id"), us // 1000)
+            assert key not in rows, f"two rows for {key}"
+            rows[key] = row
+        return rows
+
+
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> DuckDBEngine:
-    root = tmp_path_factory.mktemp("engine")
-    return DuckDBEngine(parse_config({"project": "t"}, root))
+def compute(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compute]:
+    engine = DuckDBEngine(parse_config({"project": "t"}, tmp_path_factory.mktemp("engine")))
+    runner = Compute(engine)
+    yield runner
+    runner.con.close()
 
 
 def events_table(events: list[Event], ts_type: pa.DataType = TS) -> pa.Table:
@@ -167,31 +197,7 @@ def events_table(events: list[Event], ts_type: pa.DataType = TS) -> pa.Table:
     )
 
 
-def compute(
-    engine: DuckDBEngine, window: Window | None, table: pa.Table
-) -> dict[tuple[int, int], dict[str, Any]]:
-    """Run the engine; ``{(user_id, event_timestamp ms): features}`` (one row per key asserted)."""
-    view = FeatureView("v", entity=USER, source=SOURCE, features=AGGREGATIONS, window=window)
-    con = engine.connect()
-    try:
-        con.register("src", table)
-        result = engine.compute(con, view, "src").read_all()
-    finally:
-        con.close()
-    assert result.schema.field("event_timestamp").type == TS
-    micros = pc.cast(result.column("event_timestamp"), pa.int64()).to_pylist()
-    rows: dict[tuple[int, int], dict[str, Any]] = {}
-    for row, us in zip(result.drop_columns(["event_timestamp"]).to_pylist(), micros, strict=True):
-        assert us % 1000 == 0
-        key = (row.pop("user_id"), us // 1000)
-        assert key not in rows, f"two rows for {key}"
-        rows[key] = row
-    return rows
-
-
-def assert_same(
-    actual: dict[tuple[int, int], dict[str, Any]], expected: dict[tuple[int, int], dict[str, Any]]
-) -> None:
+def assert_same(actual: Rows, expected: Rows) -> None:
     assert sorted(actual) == sorted(expected)
     for key, want in expected.items():
         got = actual[key]
@@ -255,29 +261,29 @@ WINDOWS = [
 @pytest.mark.parametrize("window", WINDOWS)
 @settings(max_examples=40, deadline=None)
 @given(events=event_lists())
-def test_windows_match_oracle(engine: DuckDBEngine, window: Window, events: list[Event]) -> None:
+def test_windows_match_oracle(compute: Compute, window: Window, events: list[Event]) -> None:
     size, hop = window.validate("v")
-    assert_same(compute(engine, window, events_table(events)), windowed_oracle(events, size, hop))
+    assert_same(compute(window, events_table(events)), windowed_oracle(events, size, hop))
 
 
 @settings(max_examples=40, deadline=None)
 @given(events=event_lists())
-def test_lifetime_matches_oracle(engine: DuckDBEngine, events: list[Event]) -> None:
-    assert_same(compute(engine, None, events_table(events)), lifetime_oracle(events))
+def test_lifetime_matches_oracle(compute: Compute, events: list[Event]) -> None:
+    assert_same(compute(None, events_table(events)), lifetime_oracle(events))
 
 
 @pytest.mark.parametrize("window", [Tumbling("3s"), Hopping(size="3s", every="1s"), None])
 @settings(max_examples=15, deadline=None)
 @given(events=event_lists())
 def test_integer_millisecond_times_match_timestamps(
-    engine: DuckDBEngine, window: Window | None, events: list[Event]
+    compute: Compute, window: Window | None, events: list[Event]
 ) -> None:
     events = [
         e if e.ts_us is None else Event(e.user_id, e.ts_ms * 1000, e.cts_ms, e.amount, e.page)
         for e in events
     ]
-    as_timestamps = compute(engine, window, events_table(events))
-    as_integers = compute(engine, window, events_table(events, pa.int64()))
+    as_timestamps = compute(window, events_table(events))
+    as_integers = compute(window, events_table(events, pa.int64()))
     assert as_integers == as_timestamps
 
 
@@ -286,51 +292,51 @@ def one(user_id: int, ts_us: int, amount: int | None = 1, cts_ms: int | None = N
     return Event(user_id, ts_us, cts_ms, amount, "p")
 
 
-def counts(rows: dict[tuple[int, int], dict[str, Any]]) -> dict[tuple[int, int], int]:
+def counts(rows: Rows) -> dict[tuple[int, int], int]:
     return {key: row["count"] for key, row in rows.items()}
 
 
-def test_event_at_window_start_goes_to_the_window_starting_there(engine: DuckDBEngine) -> None:
-    rows = compute(engine, Tumbling("1h"), events_table([one(1, 3_600_000_000)]))
+def test_event_at_window_start_goes_to_the_window_starting_there(compute: Compute) -> None:
+    rows = compute(Tumbling("1h"), events_table([one(1, 3_600_000_000)]))
     assert counts(rows) == {(1, 7_200_000): 1}
 
 
-def test_event_one_millisecond_before_the_epoch(engine: DuckDBEngine) -> None:
-    rows = compute(engine, Tumbling("1h"), events_table([one(1, -1_000), one(1, 0)]))
+def test_event_one_millisecond_before_the_epoch(compute: Compute) -> None:
+    rows = compute(Tumbling("1h"), events_table([one(1, -1_000), one(1, 0)]))
     assert counts(rows) == {(1, 0): 1, (1, 3_600_000): 1}
-    rows = compute(engine, None, events_table([one(1, -1_000, 5), one(1, 0, 7)]))
+    rows = compute(None, events_table([one(1, -1_000, 5), one(1, 0, 7)]))
     assert {k: r["amount_sum"] for k, r in rows.items()} == {(1, -1): 5, (1, 0): 12}
 
 
 def test_sub_millisecond_event_before_a_window_end_stays_in_its_window(
-    engine: DuckDBEngine,
+    compute: Compute,
 ) -> None:
     # 00:59:59.9995 and 23:59:59.999999 the day before the epoch: times floor to milliseconds.
     events = [one(1, 3_600_000_000 - 500), one(2, -1), one(3, -500)]
-    rows = compute(engine, Tumbling("1h"), events_table(events))
+    rows = compute(Tumbling("1h"), events_table(events))
     assert counts(rows) == {(1, 3_600_000): 1, (2, 0): 1, (3, 0): 1}
 
 
-def test_nanosecond_times_floor_to_milliseconds(engine: DuckDBEngine) -> None:
+def test_nanosecond_times_floor_to_milliseconds(compute: Compute) -> None:
     table = events_table([one(1, 0), one(2, 0)]).set_column(
         1, "ts", pa.array([3_600_000_000_000 - 500, -1], pa.timestamp("ns", tz="UTC"))
     )
-    assert counts(compute(engine, Tumbling("1h"), table)) == {(1, 3_600_000): 1, (2, 0): 1}
+    assert counts(compute(Tumbling("1h"), table)) == {(1, 3_600_000): 1, (2, 0): 1}
 
 
-def test_hopping_event_belongs_to_size_over_every_windows(engine: DuckDBEngine) -> None:
-    rows = compute(engine, Hopping(size="1h", every="15m"), events_table([one(1, 2_500_000_000)]))
+def test_hopping_event_belongs_to_size_over_every_windows(compute: Compute) -> None:
+    rows = compute(Hopping(size="1h", every="15m"), events_table([one(1, 2_500_000_000)]))
     # 2500 s lies in the hour-long windows starting at 0, 900, 1800 and -900 seconds.
     assert counts(rows) == {(1, end * 1000): 1 for end in (2_700, 3_600, 4_500, 5_400)}
-    rows = compute(engine, Hopping(size="1h", every="15m"), events_table([one(1, -1_000)]))
+    rows = compute(Hopping(size="1h", every="15m"), events_table([one(1, -1_000)]))
     assert counts(rows) == {(1, end * 1000): 1 for end in (0, 900, 1_800, 2_700)}
 
 
-def test_last_breaks_ties_by_created_time_then_value(engine: DuckDBEngine) -> None:
+def test_last_breaks_ties_by_created_time_then_value(compute: Compute) -> None:
     events = [one(1, 5_000, 1, cts_ms=9), one(1, 5_000, 2, cts_ms=8), one(1, 4_000, 3, cts_ms=99)]
     events += [one(2, 5_000, 4), one(2, 5_000, 3, cts_ms=0), one(2, 5_000, None, cts_ms=50)]
     events += [one(3, 5_000, 4), one(3, 5_300, 3)]  # same millisecond: the greater value
-    rows = compute(engine, Tumbling("1m"), events_table(events))
+    rows = compute(Tumbling("1m"), events_table(events))
     assert {k: r["amount_last"] for k, r in rows.items()} == {
         (1, 60_000): 1,
         (2, 60_000): 3,
@@ -338,10 +344,10 @@ def test_last_breaks_ties_by_created_time_then_value(engine: DuckDBEngine) -> No
     }
 
 
-def test_nulls_are_ignored_and_windows_of_only_nulls_still_exist(engine: DuckDBEngine) -> None:
+def test_nulls_are_ignored_and_windows_of_only_nulls_still_exist(compute: Compute) -> None:
     events = [one(1, 0, None), Event(1, 10_000, None, None, None), Event(None, 0, None, 5, "x")]
     events.append(Event(1, None, None, 5, "x"))
-    rows = compute(engine, Tumbling("1m"), events_table(events))
+    rows = compute(Tumbling("1m"), events_table(events))
     assert list(rows) == [(1, 60_000)]
     row = rows[(1, 60_000)]
     assert (row["count"], row["amount_count"], row["amount_sum"], row["amount_avg"]) == (
@@ -353,17 +359,37 @@ def test_nulls_are_ignored_and_windows_of_only_nulls_still_exist(engine: DuckDBE
     assert (row["amount_last"], row["page_last"], row["page_count_distinct"]) == (None, "p", 1)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    ts=st.one_of(st.integers(-(10**13), 10**13), st.integers(-50, 50).map(lambda k: k * 6_000)),
+    hop_and_hops=st.tuples(st.sampled_from([1, 7, 1_000, 60_000, 3_600_000]), st.integers(1, 6)),
+)
+def test_python_window_arithmetic_matches_the_definition(
+    ts: int, hop_and_hops: tuple[int, int]
+) -> None:
+    hop, hops = hop_and_hops
+    size = hop * hops
+    expected = {
+        k * hop
+        for k in range((ts - size) // hop - 1, ts // hop + 2)
+        if k * hop <= ts < k * hop + size
+    }
+    assert set(window_starts(ts, size, hop)) == expected
+    assert len(window_starts(ts, size, hop)) == hops
+    assert window_start(ts, hop) == max(expected)
+
+
 def test_oracle_sanity() -> None:
     events = [one(1, 2_500_000), one(1, 3_000_000, 4)]
     assert windowed_oracle(events, 3_000, 1_000) == {
         (1, 3_000): aggregate(events[:1]),
-        (1, 4_000): aggregate(events[:1]),
+        (1, 4_000): aggregate(events),
         (1, 5_000): aggregate(events),
         (1, 6_000): aggregate(events[1:]),
     }
     assert aggregate(events)["amount_sum"] == 5
 
 
-def test_empty_source_gives_no_rows(engine: DuckDBEngine) -> None:
+def test_empty_source_gives_no_rows(compute: Compute) -> None:
     for window in (Tumbling("1s"), Hopping(size="2s", every="1s"), None):
-        assert compute(engine, window, events_table([])) == {}
+        assert compute(window, events_table([])) == {}
