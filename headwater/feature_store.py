@@ -268,12 +268,15 @@ class FeatureStore:
         """A point-in-time correct training set for ``entity_df`` (keys + event_timestamp)."""
         from headwater.engines.retrieval import (
             RetrievalJob,
-            parse_refs,
             point_in_time_join,
+            resolve_refs,
             to_arrow_table,
         )
 
-        grouped = parse_refs(features, self.definitions.views)
+        order = resolve_refs(features, self.definitions.views)
+        grouped: dict[str, list[str]] = {}
+        for view_name, feature in order:
+            grouped.setdefault(view_name, []).append(feature)
         requests = [
             (self.view(name), names, self.offline.dataset(name), self._schema(name))
             for name, names in grouped.items()
@@ -281,7 +284,11 @@ class FeatureStore:
         con = self.engine.connect()
         try:
             table = point_in_time_join(
-                con, to_arrow_table(entity_df), requests, full_feature_names=full_feature_names
+                con,
+                to_arrow_table(entity_df),
+                requests,
+                full_feature_names=full_feature_names,
+                order=order,
             )
         finally:
             con.close()
@@ -314,7 +321,7 @@ class FeatureStore:
                         offline_rows=rows,
                         latest_event=latest,
                         last_run=self.registry.last_run(view.name, "run", status=None),
-                        materialized_seq=None if mark is None else int(mark),
+                        materialized_seq=None if mark is None else int(mark["seq"]),
                     )
                 )
         finally:

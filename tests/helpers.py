@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,6 @@ TS = pa.timestamp("us", tz="UTC")
 """The offline stores' timestamp type."""
 
 STORAGE_COLUMNS = ("_seq", "event_date")
-
-
-def ms(moment: datetime) -> int:
-    """Epoch milliseconds of an aware datetime."""
-    return int(moment.timestamp() * 1000)
-
-
-def utc(millis: int) -> datetime:
-    """The aware UTC datetime of epoch milliseconds."""
-    return datetime.fromtimestamp(millis / 1000, tz=UTC)
 
 
 def write_parquet(root: Path, relative: str, table: pa.Table) -> Path:

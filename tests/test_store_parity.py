@@ -19,11 +19,6 @@ import pytest
 import headwater
 from tests.helpers import TS, offline_rows, write_parquet, write_project
 
-# The engine and materialize stream results with a relation method DuckDB 2 deprecates.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:fetch_record_batch\(\) is deprecated:DeprecationWarning"
-)
-
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 MIN = timedelta(minutes=1)

@@ -15,12 +15,7 @@ from headwater import FeatureStore
 from tests.conftest import RESOURCES
 from tests.helpers import TS, write_parquet
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    # DuckDB 2.0 deprecates fetch_record_batch(), which the engine still calls.
-    pytest.mark.filterwarnings("ignore:fetch_record_batch:DeprecationWarning"),
-]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 TODAY = NOW.replace(hour=0, minute=0, second=0)

@@ -75,8 +75,9 @@ def _write_sample(path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    now = datetime.now(UTC).replace(microsecond=0)
-    times = [now - timedelta(hours=h) for h in (50, 30, 26, 5, 1)]
+    # Whole past days, so the daily windows are complete whatever the time of day.
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    times = [today - timedelta(hours=h) for h in (38, 21, 26, 4, 12)]
     table = pa.table(
         {
             "user_id": pa.array([1, 1, 2, 1, 2], pa.int64()),

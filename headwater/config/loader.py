@@ -54,8 +54,14 @@ def load_config(root: str | Path = ".") -> ProjectConfig:
 
 def parse_config(data: dict[str, Any], root: Path) -> ProjectConfig:
     """Validate an already-read mapping."""
+    if "root" in data:  # a model field set by the loader, not a key users may write
+        raise ConfigError(
+            f"{CONFIG_FILE}: root: unknown key; valid keys of the top level: "
+            f"{', '.join(_keys(ProjectConfig))}",
+            fix="remove it: the project folder is the one holding headwater.yaml (or --repo DIR)",
+        )
     try:
-        config = ProjectConfig.model_validate({k: v for k, v in data.items() if k != "root"})
+        config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc), fix=_fix(exc)) from None
     return config.model_copy(update={"root": root})

@@ -6,6 +6,7 @@ import glob
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from headwater.definitions.naming import sql_literal
 from headwater.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -18,25 +19,6 @@ if TYPE_CHECKING:
 from headwater.connectors.base import Scan
 
 _READERS = {"parquet": "read_parquet", "csv": "read_csv", "json": "read_json"}
-
-
-def sql_literal(value: Any) -> str:
-    """Render a Python value as a DuckDB literal (strings quoted, quotes doubled)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return (
-            "{"
-            + ", ".join(f"{sql_literal(str(k))}: {sql_literal(v)}" for k, v in value.items())
-            + "}"
-        )
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 class FileConnector:

@@ -43,13 +43,24 @@ class Source:
         return False
 
     def to_spec(self) -> dict[str, Any]:
+        """A JSON-able description (parameter values such as dates become strings)."""
         spec: dict[str, Any] = {"kind": self.kind}
         for key, value in self.__dict__.items():
-            spec[key] = value
+            spec[key] = _jsonable(value)
         return spec
 
     def __hash__(self) -> int:
         return hash((self.kind, self.name))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
 
 
 _FORMATS = ("csv", "json", "parquet")

@@ -61,17 +61,20 @@ class DuckDBEngine:
         def need(column: str | None, role: str) -> None:
             if column and column not in columns:
                 raise DefinitionError(
-                    f"view {view.name!r}: {role} {column!r} is not a column of source "
-                    f"{source.name!r} (columns: {listing})",
-                    fix=f"use one of the source's columns for {role}",
+                    f"view {view.name!r}: {role} names {column!r}, which is not a column of "
+                    f"source {source.name!r} (columns: {listing})",
+                    fix=f"use one of the source's columns for the {role}",
                 )
 
         need(source.timestamp_field, "timestamp_field")
         need(source.created_timestamp_field, "created_timestamp_field")
+        need(getattr(source, "cursor_field", None), "cursor_field")
+        for key in source.primary_key:
+            need(key, "primary_key")
         for key in view.join_keys:
             need(key, f"join key of entity {view.entity.name!r}")
         for agg in view.aggregations:
-            need(agg.column, f"column of aggregation {agg.name!r}")
+            need(agg.column, f"input of aggregation {agg.name!r}")
         con = self.connect()
         try:
             con.register("__hw_empty", schema.empty_table())

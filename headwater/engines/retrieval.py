@@ -33,10 +33,12 @@ def point_in_time_join(
     *,
     full_feature_names: bool,
     timestamp_column: str = "event_timestamp",
+    order: list[tuple[str, str]] | None = None,
 ) -> pa.Table:
     """Join the requested features of each view onto ``entity_table`` as of each row's time.
 
-    ``requests`` holds ``(view, feature names, offline dataset or None, view output schema)``.
+    ``requests`` holds ``(view, feature names, offline dataset or None, view output schema)``;
+    feature columns follow ``order`` (``(view, feature)`` pairs) when given.
     """
     import pyarrow as pa
 
@@ -49,6 +51,7 @@ def point_in_time_join(
     entity = entity_table.append_column(ROW_ID, pa.array(range(entity_table.num_rows), pa.int64()))
     con.register("__hw_entities", entity)
     select = [f"e.{q(c)}" for c in entity_table.column_names]
+    feature_columns: dict[tuple[str, str], str] = {}
     joins = []
     taken = set(entity_table.column_names)
     for index, (view, features, dataset, schema) in enumerate(requests):
@@ -86,7 +89,8 @@ def point_in_time_join(
                     f"CASE WHEN {alias}.event_timestamp >= e.{ENTITY_TS} - "
                     f"to_milliseconds({view.ttl_ms}) THEN {value} END"
                 )
-            select.append(f"{value} AS {q(out)}")
+            feature_columns[(view.name, feature)] = f"{value} AS {q(out)}"
+    select += [feature_columns[key] for key in (order or list(feature_columns))]
     sql = (
         f"SELECT {', '.join(select)} FROM (SELECT *, CAST({q(timestamp_column)} AS TIMESTAMPTZ) "
         f"AS {ENTITY_TS} FROM __hw_entities) AS e {' '.join(joins)} ORDER BY e.{ROW_ID}"
@@ -95,9 +99,10 @@ def point_in_time_join(
 
 
 # ---------------------------------------------------------------------- feature references
-def parse_refs(refs: list[str], views: dict[str, FeatureView]) -> dict[str, list[str]]:
-    """Group ``"view:feature"`` strings by view, checking every name (order kept)."""
-    grouped: dict[str, list[str]] = {}
+def resolve_refs(refs: list[str], views: dict[str, FeatureView]) -> list[tuple[str, str]]:
+    """``(view, feature)`` pairs for ``"view:feature"`` strings, in order, checking every name;
+    ``"view:*"`` expands to all of the view's features."""
+    resolved: list[tuple[str, str]] = []
     for ref in refs:
         view_name, sep, feature = ref.partition(":")
         if not sep or not view_name or not feature:
@@ -112,13 +117,21 @@ def parse_refs(refs: list[str], views: dict[str, FeatureView]) -> dict[str, list
                 fix=f"use one of: {', '.join(sorted(views)) or 'none (run headwater apply)'}",
             )
         if feature == "*":
-            grouped.setdefault(view_name, []).extend(view.feature_names)
+            resolved.extend((view_name, name) for name in view.feature_names)
             continue
         if feature not in view.feature_names:
             raise DefinitionError(
                 f"feature reference {ref!r}: view {view_name!r} has no feature {feature!r}",
                 fix=f"use one of: {', '.join(view.feature_names)}",
             )
+        resolved.append((view_name, feature))
+    return resolved
+
+
+def parse_refs(refs: list[str], views: dict[str, FeatureView]) -> dict[str, list[str]]:
+    """Group ``"view:feature"`` strings by view, checking every name (order kept)."""
+    grouped: dict[str, list[str]] = {}
+    for view_name, feature in resolve_refs(refs, views):
         grouped.setdefault(view_name, []).append(feature)
     return grouped
 

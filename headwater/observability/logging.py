@@ -41,7 +41,10 @@ class _TextFormatter(logging.Formatter):
         suffix = ""
         if isinstance(fields, dict) and fields:
             suffix = " " + " ".join(f"{k}={v}" for k, v in fields.items())
-        return redact(f"{record.levelname.lower():7s} {record.name}: {record.getMessage()}{suffix}")
+        text = f"{record.levelname.lower():7s} {record.name}: {record.getMessage()}{suffix}"
+        if record.exc_info:
+            text += "\n" + self.formatException(record.exc_info)
+        return redact(text)
 
 
 def configure_logging(level: str | None = None, fmt: str | None = None) -> None:

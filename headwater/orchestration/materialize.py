@@ -1,8 +1,12 @@
 """Move the latest offline rows per entity into the online store.
 
-Incremental by default: only rows whose ``_seq`` (the write that last changed them) is above
-the view's materialization mark are read; the online store's latest-row rule makes replays
-harmless. ``full_refresh`` clears the view's online data and reloads it from all history.
+Only rows whose ``event_timestamp`` has passed are served: a window that ends in the future
+(today's daily window, still filling) is not a value a training set could see yet, so serving
+it would skew online from offline. Incremental by default: the mark holds the greatest ``_seq``
+(the write that last changed a row) read and the time ``until`` which rows were eligible; a run
+reads rows changed since (``_seq`` above the mark) plus older rows whose time has come since
+``until``. The online store's latest-row rule makes replays harmless. ``full_refresh`` clears
+the view's online data and reloads it from all history.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from headwater.definitions.naming import quote_ident as q
+from headwater.engines.compile import ms_to_ts_sql
 from headwater.stores.offline.base import SEQ
 
 if TYPE_CHECKING:
@@ -51,9 +56,10 @@ def materialize_view(
     """Materialize one view; the mark is committed after the online writes."""
     started = time.perf_counter()
     run_id = registry.start_run(view.name, "materialize", {"full_refresh": full_refresh})
+    now_ms = int(time.time() * 1000)
     try:
         stored = None if full_refresh else registry.get_checkpoint(mark_checkpoint(view.name))
-        mark = -1 if stored is None else int(stored)
+        mark, until_ms = (-1, None) if stored is None else (stored["seq"], stored["until_ms"])
         if full_refresh:
             online.delete_view(view.name)
         dataset = offline.dataset(view.name)
@@ -68,9 +74,14 @@ def materialize_view(
                 order = "event_timestamp DESC"
                 if view.has_created_timestamp:
                     order += ", created_timestamp DESC NULLS LAST"
+                due = f"event_timestamp <= {ms_to_ts_sql(str(now_ms))}"
+                changed = f"{SEQ} > {mark} AND {SEQ} <= {top}"
+                if until_ms is not None:
+                    became_due = f"event_timestamp > {ms_to_ts_sql(str(until_ms))}"
+                    changed = f"({changed}) OR ({SEQ} <= {mark} AND {became_due})"
                 reader = con.sql(
                     f"SELECT * EXCLUDE (event_date, {SEQ}) FROM __hw_hist "
-                    f"WHERE {SEQ} > {mark} AND {SEQ} <= {top} "
+                    f"WHERE {due} AND ({changed}) "
                     f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1"
                 ).to_arrow_reader(batch_rows)
                 import pyarrow as pa
@@ -79,7 +90,7 @@ def materialize_view(
                     entities += online.write(view, pa.Table.from_batches([batch]))
             finally:
                 con.close()
-        registry.set_checkpoint(mark_checkpoint(view.name), top)
+        registry.set_checkpoint(mark_checkpoint(view.name), {"seq": top, "until_ms": now_ms})
     except Exception as exc:
         registry.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -189,10 +189,11 @@ def test_get_as_json(template: Template) -> None:
             template.root,
         )
     )
+    # Yesterday's window (the latest complete one): user 1 has 3.0 + 7.25, user 2 has 1.0.
     assert json.loads(text) == {
         "user_id": [1, 2, 3],
-        "events": [1, 1, None],
-        "amount_sum": [7.25, 1.0, None],
+        "events": [2, 1, None],
+        "amount_sum": [10.25, 1.0, None],
     }
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from headwater.config import ProjectConfig, load_config
 from headwater.config.models import (
@@ -116,18 +117,17 @@ def test_env_vars_are_interpolated(tmp_path: Path, env: pytest.MonkeyPatch) -> N
         "project: p\nconnections:\n  app_db: {type: postgres, "
         'dsn: "postgresql://app:${HW_TEST_PW}@${HW_TEST_HOST}:5432/shop"}\n',
     )
-    assert config.connections["app_db"].dsn.get_secret_value() == (  # type: ignore[union-attr]
-        f"postgresql://app:{PASSWORD}@db.internal:5432/shop"
-    )
+    conn = config.connection("app_db", "postgres")
+    assert conn.dsn.get_secret_value() == f"postgresql://app:{PASSWORD}@db.internal:5432/shop"
 
 
 def test_env_var_defaults(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
     text = "project: p\nonline_store: {type: sqlite, path: '${HW_TEST_HOST:-data/online.db}'}\n"
-    assert load(tmp_path, text).online_store.path == "data/online.db"  # type: ignore[union-attr]
+    assert load(tmp_path, text).online_store == SqliteOnlineStore(path="data/online.db")
     env.setenv("HW_TEST_HOST", "elsewhere.db")
-    assert load(tmp_path, text).online_store.path == "elsewhere.db"  # type: ignore[union-attr]
+    assert load(tmp_path, text).online_store == SqliteOnlineStore(path="elsewhere.db")
     empty = "project: p\nonline_store: {type: redis, key_prefix: 'x${HW_TEST_MISSING:-}'}\n"
-    assert load(tmp_path, empty).online_store.key_prefix == "x"  # type: ignore[union-attr]
+    assert load(tmp_path, empty).online_store == RedisOnlineStore(key_prefix="x")
 
 
 def test_a_missing_env_var_names_the_variable_and_the_key(
@@ -198,10 +198,12 @@ def test_an_unknown_key_suggests_the_closest_valid_one(tmp_path: Path) -> None:
     assert "did you mean 'url'?" in message
 
 
-def test_the_root_of_the_loader_is_not_offered_as_a_key(tmp_path: Path) -> None:
+def test_the_root_of_the_loader_is_not_a_key(tmp_path: Path) -> None:
     message = config_error(tmp_path, "project: p\nnope: 1\n")
     assert "valid keys of the top level: project, registry" in message
     assert "root" not in message.split("valid keys")[1]
+    message = config_error(tmp_path, "project: p\nroot: /elsewhere\n")
+    assert "root: unknown key" in message
 
 
 @pytest.mark.parametrize(
@@ -310,7 +312,7 @@ def test_an_unreachable_server_error_redacts_the_dsn(tmp_path: Path) -> None:
     from headwater.connectors.postgres import connect
 
     dsn = f"postgresql://app:{PASSWORD}@127.0.0.1:1/shop"
-    conn = PostgresConnection(dsn=dsn, connect_timeout_s=1)  # type: ignore[arg-type]
+    conn = PostgresConnection(dsn=SecretStr(dsn), connect_timeout_s=1)
     with pytest.raises(ConnectionFailed) as info:
         connect(conn, what="source 'orders'")
     message = str(info.value)

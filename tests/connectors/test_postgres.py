@@ -22,11 +22,7 @@ from headwater.stores.offline.delta import DeltaOfflineStore
 from headwater.stores.registry import Registry
 from tests.helpers import offline_rows
 
-pytestmark = [
-    pytest.mark.postgres,
-    # DuckDB 2 deprecates fetch_record_batch(), which the engine still calls.
-    pytest.mark.filterwarnings(r"ignore:fetch_record_batch\(\) is deprecated:DeprecationWarning"),
-]
+pytestmark = pytest.mark.postgres
 
 DAY = timedelta(days=1)
 D1 = datetime(2024, 3, 1, tzinfo=UTC)

@@ -19,11 +19,6 @@ from headwater.stores.offline.delta import DeltaOfflineStore
 from headwater.stores.registry import Registry
 from tests.helpers import offline_rows
 
-pytestmark = pytest.mark.filterwarnings(
-    # DuckDB 2 deprecates fetch_record_batch(), which the engine still calls.
-    r"ignore:fetch_record_batch\(\) is deprecated:DeprecationWarning"
-)
-
 D1 = datetime(2024, 3, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 D2, D3, D4 = D1 + DAY, D1 + 2 * DAY, D1 + 3 * DAY

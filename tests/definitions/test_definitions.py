@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -67,7 +69,7 @@ def test_the_public_api_is_explicit() -> None:
         assert getattr(headwater, name) is not None
     assert headwater.FeatureStore is FeatureStore
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = headwater.Nope  # type: ignore[attr-defined]
+        _ = headwater.Nope
 
 
 # ---------------------------------------------------------------------- durations
@@ -259,7 +261,8 @@ def test_an_entity_needs_join_keys() -> None:
     assert 'join_keys=["user_id"]' in str(info.value)
     with pytest.raises(DefinitionError, match="repeats a join key"):
         Entity("user", join_keys=["id", "id"])
-    assert Entity("user", join_keys="user_id").join_keys == ["user_id"]  # type: ignore[arg-type]
+    lone = Entity("user", join_keys="user_id")  # type: ignore[arg-type]  # a lone key is accepted
+    assert lone.join_keys == ["user_id"]
 
 
 def test_an_incremental_source_needs_a_primary_key() -> None:
@@ -370,14 +373,23 @@ def test_two_different_entities_with_one_name(tmp_path: Path) -> None:
         discover(root)
 
 
+@pytest.fixture
+def plain_imports() -> Iterator[None]:
+    """Forget the project modules a test imported by their plain names (``import helper``)."""
+    yield
+    for name in ("hw_daily", "hw_helper"):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.usefixtures("plain_imports")
 def test_one_view_imported_into_another_module_is_not_a_duplicate(tmp_path: Path) -> None:
     root = project(
         tmp_path,
         {
-            "a.py": module(
+            "hw_daily.py": module(
                 'v = FeatureView("daily", entity=user, source=src, features=[Count()])\n'
             ),
-            "b.py": "from a import v as again\n",
+            "reexport.py": "from hw_daily import v as again\n",
         },
     )
     assert list(discover(root).views) == ["daily"]
@@ -401,13 +413,17 @@ def test_a_module_raising_on_import_names_the_file_and_line(
     assert expected in str(info.value)
 
 
+@pytest.mark.usefixtures("plain_imports")
 def test_an_error_in_a_helper_module_names_the_helper(tmp_path: Path) -> None:
     root = project(
         tmp_path,
-        {"a.py": "import helper\n\nhelper.boom()\n", "helper.py": "def boom():\n    {}['k']\n"},
+        {
+            "a.py": "import hw_helper\n\nhw_helper.boom()\n",
+            "hw_helper.py": "def boom():\n    {}['k']\n",
+        },
     )
     with pytest.raises(
-        DefinitionError, match=r"importing a.py failed at helper.py line 2: KeyError"
+        DefinitionError, match=r"importing a\.py failed at hw_helper\.py line 2: KeyError"
     ):
         discover(root)
 
@@ -517,7 +533,10 @@ def test_a_missing_timestamp_field(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError) as info:
         apply(tmp_path, definitions("[Count()]", timestamp="ts"))
     message = str(info.value)
-    assert "view 'user_stats': timestamp_field 'ts' is not a column of source 'events'" in message
+    assert (
+        "view 'user_stats': timestamp_field names 'ts', which is not a column of source 'events'"
+        in message
+    )
     assert COLUMNS in message
 
 
@@ -525,7 +544,10 @@ def test_an_unknown_aggregation_column(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError) as info:
         apply(tmp_path, definitions('[Sum("price", name="spend")]'))
     message = str(info.value)
-    assert "view 'user_stats': column of aggregation 'spend' 'price' is not a column" in message
+    assert (
+        "view 'user_stats': input of aggregation 'spend' names 'price', which is not a column"
+        in message
+    )
     assert COLUMNS in message
 
 
@@ -533,7 +555,10 @@ def test_an_unknown_join_key(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError) as info:
         apply(tmp_path, definitions("[Count()]", keys='["customer_id"]'))
     message = str(info.value)
-    assert "view 'user_stats': join key of entity 'user' 'customer_id' is not a column" in message
+    assert (
+        "view 'user_stats': join key of entity 'user' names 'customer_id', which is not a column"
+        in message
+    )
     assert COLUMNS in message
 
 

@@ -21,11 +21,6 @@ import headwater
 from headwater.errors import DefinitionError
 from tests.helpers import TS, write_project
 
-# The engine streams results with a relation method DuckDB 2 deprecates.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:fetch_record_batch\(\) is deprecated:DeprecationWarning"
-)
-
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
 MIN = timedelta(minutes=1)
@@ -138,11 +133,10 @@ def entities(*rows: tuple[int, datetime]) -> pa.Table:
     )
 
 
-def column(
-    store: headwater.FeatureStore, entity_df: Any, ref: str, name: str | None = None
-) -> list[Any]:
+def column(store: headwater.FeatureStore, entity_df: pa.Table, ref: str) -> list[Any]:
+    """The values of one requested feature, in entity row order."""
     table = store.get_historical_features(entity_df, [ref]).to_arrow()
-    return table.column(name or ref.split(":")[1]).to_pylist()
+    return table.column(ref.split(":")[1]).to_pylist()
 
 
 def test_ttl_bounds_are_inclusive_at_both_ends(store: headwater.FeatureStore) -> None:

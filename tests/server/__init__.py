@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import textwrap
-import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,11 +70,7 @@ def build_project(root: Path) -> FeatureStore:
     )
     pq.write_table(table, root / "data" / "orders.parquet")
     store = FeatureStore(root)
-    with warnings.catch_warnings():
-        # DuckDB deprecates fetch_record_batch(), which the engines still call; these tests are
-        # about the server, so that warning must not fail them.
-        warnings.filterwarnings("ignore", "fetch_record_batch", DeprecationWarning)
-        store.apply()
-        store.run()
-        store.materialize()
+    store.apply()
+    store.run()
+    store.materialize()
     return store

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from headwater.definitions.naming import quote_ident as q
+from headwater.definitions.naming import sql_literal
 from headwater.stores.offline.base import DELETED, PARTITION, SEQ, WriteStats, with_storage_columns
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -69,7 +71,7 @@ class ParquetOfflineStore:
 
     def _merge_partition(
         self,
-        con: object,
+        con: duckdb.DuckDBPyConnection,
         view: FeatureView,
         schema: pa.Schema,
         staged: str,
@@ -77,9 +79,6 @@ class ParquetOfflineStore:
         day: str,
         stats: dict[str, int],
     ) -> None:
-        import duckdb
-
-        assert isinstance(con, duckdb.DuckDBPyConnection)
         part_dir = table_dir / f"{PARTITION}={day}"
         old_files = sorted(str(p) for p in part_dir.glob("*.parquet")) if part_dir.exists() else []
         keys = [*view.join_keys, "event_timestamp"]
@@ -92,16 +91,15 @@ class ParquetOfflineStore:
         if view.has_created_timestamp:
             newer = "(o.created_timestamp IS NULL OR n.created_timestamp >= o.created_timestamp)"
         differs = " OR ".join(f"o.{q(c)} IS DISTINCT FROM n.{q(c)}" for c in values) or "false"
+        # Views cannot hold prepared parameters: paths go in as escaped literals.
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW n AS SELECT * FROM read_parquet(?) "
-            f"WHERE CAST({PARTITION} AS VARCHAR) = ?",
-            [staged, day],
+            f"CREATE OR REPLACE TEMP VIEW n AS SELECT * FROM read_parquet({sql_literal(staged)}) "
+            f"WHERE CAST({PARTITION} AS VARCHAR) = {sql_literal(day)}"
         )
         if old_files:
             con.execute(
-                "CREATE OR REPLACE TEMP VIEW o AS SELECT * FROM read_parquet(?, "
-                "hive_partitioning = false, union_by_name = true)",
-                [old_files],
+                f"CREATE OR REPLACE TEMP VIEW o AS SELECT * FROM read_parquet("
+                f"{sql_literal(old_files)}, hive_partitioning = false, union_by_name = true)"
             )
         else:
             cols = ", ".join(q(c) for c in stored)
@@ -136,7 +134,7 @@ class ParquetOfflineStore:
             return
         part_dir.mkdir(parents=True, exist_ok=True)
         tmp = part_dir / f".part-{uuid.uuid4().hex}.parquet.tmp"
-        con.execute(f"COPY ({merged} ORDER BY ALL) TO '{tmp}' (FORMAT parquet)")
+        con.execute(f"COPY ({merged} ORDER BY ALL) TO {sql_literal(str(tmp))} (FORMAT parquet)")
         final = part_dir / f"part-{uuid.uuid4().hex}.parquet"
         os.replace(tmp, final)
         for old in old_files:
