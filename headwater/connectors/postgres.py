@@ -6,16 +6,14 @@ session runs in UTC so ``timestamptz`` values arrive normalised.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from headwater.connectors.base import Scan
-from headwater.connectors.sql import CursorTracker, build_select, decode_cursor, rows_to_batch
+from headwater.connectors.sql import TableConnector
 from headwater.errors import ConnectionFailed, DefinitionError, MissingDependency
 from headwater.observability import redact
 
 if TYPE_CHECKING:
-    import duckdb
     import psycopg
     import pyarrow as pa
 
@@ -92,28 +90,26 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
     return conn
 
 
-class PostgresConnector:
-    """Reads a :class:`PostgresSource`."""
-
-    SUPPORTS_INCREMENTAL: ClassVar[bool] = True
+class PostgresConnector(TableConnector):
+    """Reads a :class:`PostgresSource` through a server-side cursor."""
 
     def __init__(self, source: Source, project: ProjectConfig) -> None:
         self.source: PostgresSource = source  # type: ignore[assignment]  # registered for kind "postgres"
         self.conn_config: PostgresConnection = project.connection(source.connection, "postgres")  # type: ignore[attr-defined]  # PostgresSource has it
 
-    def _select(self, has_mark: bool) -> str:
+    def _connect(self) -> psycopg.Connection[Any]:
+        return connect(self.conn_config, what=f"source {self.source.name!r}")
+
+    def _placeholder(self, name: str) -> str:
+        return f"%({name})s"
+
+    def _query_text(self, has_mark: bool) -> str | None:
         query = self.source.query
         if query is not None and has_mark and not self.source.params:
             # Without params the query is sent as plain SQL (a literal % is just a %); the
             # cursor's placeholder turns the whole text into a template, so escape it.
             query = query.replace("%", "%%")
-        return build_select(
-            table=self.source.table,
-            query=query,
-            cursor_field=self.source.cursor_field,
-            has_mark=has_mark,
-            placeholder=lambda name: f"%({name})s",
-        )
+        return query
 
     def _describe(self, conn: psycopg.Connection[Any]) -> pa.Schema:
         import psycopg
@@ -139,45 +135,11 @@ class PostgresConnector:
             ]
         )
 
-    def schema(self) -> pa.Schema:
-        with connect(self.conn_config, what=f"source {self.source.name!r}") as conn:
-            return self._describe(conn)
-
-    def scan(self, con: duckdb.DuckDBPyConnection, *, checkpoint: Any = None) -> Scan:
-        import pyarrow as pa
-
-        mark = decode_cursor(checkpoint)
-        conn = connect(self.conn_config, what=f"source {self.source.name!r}")
-        try:
-            schema = self._describe(conn)
-        except BaseException:
-            conn.close()
-            raise
-        if self.source.cursor_field and self.source.cursor_field not in schema.names:
-            conn.close()
-            raise DefinitionError(
-                f"source {self.source.name!r}: cursor_field {self.source.cursor_field!r} is not "
-                f"a column (columns: {', '.join(schema.names)})",
-                fix="name an existing, monotonically increasing column (e.g. updated_at)",
-            )
-        params = dict(self.source.params)
-        if mark is not None:
-            params["hw_cursor_low"] = mark
-        tracker = CursorTracker(self.source.cursor_field, mark)
-        sql = self._select(mark is not None)
-        batch_size = self.source.batch_size
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                with conn.transaction(), conn.cursor(name="headwater_scan") as cur:
-                    cur.itersize = batch_size
-                    cur.execute(sql, params or None)
-                    while rows := cur.fetchmany(batch_size):
-                        yield rows_to_batch(rows, schema)
-            finally:
-                conn.close()
-
-        reader = pa.RecordBatchReader.from_batches(schema, tracker.track(batches()))
-        view = f"__hw_src_{self.source.name}"
-        con.register(view, reader)
-        return Scan(relation=view, checkpoint=tracker.checkpoint, rows_read=lambda: tracker.rows)
+    def _fetch(
+        self, conn: psycopg.Connection[Any], sql: str, params: dict[str, Any], batch_size: int
+    ) -> Iterator[Sequence[Sequence[Any]]]:
+        with conn.transaction(), conn.cursor(name="headwater_scan") as cur:
+            cur.itersize = batch_size
+            cur.execute(sql, params or None)
+            while rows := cur.fetchmany(batch_size):
+                yield rows

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from headwater.connectors.base import Scan
-from headwater.connectors.sql import CursorTracker, build_select, decode_cursor, rows_to_batch
+from headwater.connectors.sql import TableConnector
 from headwater.errors import DefinitionError
 
 if TYPE_CHECKING:
-    import duckdb
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
@@ -36,10 +34,8 @@ def _arrow_type(declared: str | None) -> pa.DataType:
     return pa.string()  # TEXT, dates and timestamps (ISO text; the engine casts them)
 
 
-class SqliteConnector:
-    """Reads a :class:`SqliteSource`."""
-
-    SUPPORTS_INCREMENTAL: ClassVar[bool] = True
+class SqliteConnector(TableConnector):
+    """Reads a :class:`SqliteSource` (opened read-only)."""
 
     def __init__(self, source: Source, project: ProjectConfig) -> None:
         self.source: SqliteSource = source  # type: ignore[assignment]  # registered for kind "sqlite"
@@ -54,14 +50,8 @@ class SqliteConnector:
         # DuckDB pulls the batches from its own thread; the connection is used by one reader.
         return sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
 
-    def _select(self, has_mark: bool) -> str:
-        return build_select(
-            table=self.source.table,
-            query=self.source.query,
-            cursor_field=self.source.cursor_field,
-            has_mark=has_mark,
-            placeholder=lambda name: f":{name}",
-        )
+    def _placeholder(self, name: str) -> str:
+        return f":{name}"
 
     def _describe(self, conn: sqlite3.Connection) -> pa.Schema:
         import pyarrow as pa
@@ -85,47 +75,9 @@ class SqliteConnector:
                 declared[name] = decl
         return pa.schema([pa.field(n, _arrow_type(declared.get(n))) for n in names])
 
-    def schema(self) -> pa.Schema:
-        conn = self._connect()
-        try:
-            return self._describe(conn)
-        finally:
-            conn.close()
-
-    def scan(self, con: duckdb.DuckDBPyConnection, *, checkpoint: Any = None) -> Scan:
-        import pyarrow as pa
-
-        mark = decode_cursor(checkpoint)
-        conn = self._connect()
-        try:
-            schema = self._describe(conn)
-        except BaseException:
-            conn.close()
-            raise
-        if self.source.cursor_field and self.source.cursor_field not in schema.names:
-            # Checked here: SQLite would read an unknown "name" as a string literal.
-            conn.close()
-            raise DefinitionError(
-                f"source {self.source.name!r}: cursor_field {self.source.cursor_field!r} is not "
-                f"a column (columns: {', '.join(schema.names)})",
-                fix="name an existing, monotonically increasing column (e.g. updated_at)",
-            )
-        params = dict(self.source.params)
-        if mark is not None:
-            params["hw_cursor_low"] = mark
-        tracker = CursorTracker(self.source.cursor_field, mark)
-        sql = self._select(mark is not None)
-        batch_size = self.source.batch_size
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                cur = conn.execute(sql, params)
-                while rows := cur.fetchmany(batch_size):
-                    yield rows_to_batch(rows, schema)
-            finally:
-                conn.close()
-
-        reader = pa.RecordBatchReader.from_batches(schema, tracker.track(batches()))
-        view = f"__hw_src_{self.source.name}"
-        con.register(view, reader)
-        return Scan(relation=view, checkpoint=tracker.checkpoint, rows_read=lambda: tracker.rows)
+    def _fetch(
+        self, conn: sqlite3.Connection, sql: str, params: dict[str, Any], batch_size: int
+    ) -> Iterator[Sequence[Sequence[Any]]]:
+        cur = conn.execute(sql, params)
+        while rows := cur.fetchmany(batch_size):
+            yield rows

@@ -42,6 +42,12 @@ class Source:
         """True when the source is read incrementally by a cursor."""
         return False
 
+    def _assign(self, **values: Any) -> None:
+        """Set the fields of this frozen declaration, then run the shared checks."""
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
+
     def to_spec(self) -> dict[str, Any]:
         """A JSON-able description (parameter values such as dates become strings)."""
         spec: dict[str, Any] = {"kind": self.kind}
@@ -103,20 +109,17 @@ class FileSource(Source):
         primary_key: list[str] | str | None = None,
         description: str = "",
     ) -> None:
-        values = {
-            "name": name,
-            "path": path,
-            "timestamp_field": timestamp_field,
-            "created_timestamp_field": created_timestamp_field,
-            "format": format,
-            "hive_partitioning": hive_partitioning,
-            "options": dict(options or {}),
-            "primary_key": primary_key or [],
-            "description": description,
-        }
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
-        self.__post_init__()
+        self._assign(
+            name=name,
+            path=path,
+            timestamp_field=timestamp_field,
+            created_timestamp_field=created_timestamp_field,
+            format=format,
+            hive_partitioning=hive_partitioning,
+            options=dict(options or {}),
+            primary_key=primary_key or [],
+            description=description,
+        )
         if not path:
             raise DefinitionError(
                 f"file source {name!r} has no path", fix="path='data/x/*.parquet'"
@@ -149,7 +152,39 @@ def _guess_format(path: str) -> str | None:
 
 
 @dataclass(frozen=True, kw_only=True, init=False)
-class PostgresSource(Source):
+class TableSource(Source):
+    """Base of database-table sources: a ``table`` or a ``query``, read in full or by cursor."""
+
+    table: str | None = None
+    query: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    cursor_field: str | None = None
+    batch_size: int = 100_000
+
+    @property
+    def incremental(self) -> bool:
+        return self.cursor_field is not None
+
+    def _assign_table(self, *, params: dict[str, Any] | None, **values: Any) -> None:
+        self._assign(params=dict(params or {}), **values)
+        if (self.table is None) == (self.query is None):
+            raise DefinitionError(
+                f"{self.kind} source {self.name!r} needs exactly one of table= or query=",
+                fix="table='public.orders' or query='SELECT ...'",
+            )
+        if self.cursor_field and not self.primary_key:
+            raise DefinitionError(
+                f"{self.kind} source {self.name!r} has cursor_field={self.cursor_field!r} but "
+                "no primary_key; rows that share the cursor value at the boundary are re-read "
+                "and need a key to be de-duplicated",
+                fix="add primary_key=['id']",
+            )
+        if self.batch_size <= 0:
+            raise DefinitionError(f"{self.kind} source {self.name!r}: batch_size must be positive")
+
+
+@dataclass(frozen=True, kw_only=True, init=False)
+class PostgresSource(TableSource):
     """A PostgreSQL table or query.
 
     Args:
@@ -168,11 +203,6 @@ class PostgresSource(Source):
 
     kind: ClassVar[str] = "postgres"
     connection: str
-    table: str | None = None
-    query: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    cursor_field: str | None = None
-    batch_size: int = 100_000
 
     def __init__(
         self,
@@ -189,31 +219,23 @@ class PostgresSource(Source):
         batch_size: int = 100_000,
         description: str = "",
     ) -> None:
-        values = {
-            "name": name,
-            "connection": connection,
-            "table": table,
-            "query": query,
-            "params": dict(params or {}),
-            "timestamp_field": timestamp_field,
-            "created_timestamp_field": created_timestamp_field,
-            "cursor_field": cursor_field,
-            "primary_key": primary_key or [],
-            "batch_size": batch_size,
-            "description": description,
-        }
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
-        self.__post_init__()
-        _check_table_source(self, "postgres")
-
-    @property
-    def incremental(self) -> bool:
-        return self.cursor_field is not None
+        self._assign_table(
+            name=name,
+            connection=connection,
+            table=table,
+            query=query,
+            params=params,
+            timestamp_field=timestamp_field,
+            created_timestamp_field=created_timestamp_field,
+            cursor_field=cursor_field,
+            primary_key=primary_key or [],
+            batch_size=batch_size,
+            description=description,
+        )
 
 
 @dataclass(frozen=True, kw_only=True, init=False)
-class SqliteSource(Source):
+class SqliteSource(TableSource):
     """A table or query in a local SQLite database file (handy for demos and small apps).
 
     Args:
@@ -230,11 +252,6 @@ class SqliteSource(Source):
 
     kind: ClassVar[str] = "sqlite"
     path: str
-    table: str | None = None
-    query: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    cursor_field: str | None = None
-    batch_size: int = 100_000
 
     def __init__(
         self,
@@ -251,42 +268,16 @@ class SqliteSource(Source):
         batch_size: int = 100_000,
         description: str = "",
     ) -> None:
-        values = {
-            "name": name,
-            "path": path,
-            "table": table,
-            "query": query,
-            "params": dict(params or {}),
-            "timestamp_field": timestamp_field,
-            "created_timestamp_field": created_timestamp_field,
-            "cursor_field": cursor_field,
-            "primary_key": primary_key or [],
-            "batch_size": batch_size,
-            "description": description,
-        }
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
-        self.__post_init__()
-        _check_table_source(self, "sqlite")
-
-    @property
-    def incremental(self) -> bool:
-        return self.cursor_field is not None
-
-
-def _check_table_source(source: Any, kind: str) -> None:
-    name = source.name
-    if (source.table is None) == (source.query is None):
-        raise DefinitionError(
-            f"{kind} source {name!r} needs exactly one of table= or query=",
-            fix="table='public.orders' or query='SELECT ...'",
+        self._assign_table(
+            name=name,
+            path=path,
+            table=table,
+            query=query,
+            params=params,
+            timestamp_field=timestamp_field,
+            created_timestamp_field=created_timestamp_field,
+            cursor_field=cursor_field,
+            primary_key=primary_key or [],
+            batch_size=batch_size,
+            description=description,
         )
-    if source.cursor_field and not source.primary_key:
-        raise DefinitionError(
-            f"{kind} source {name!r} has cursor_field={source.cursor_field!r} but no "
-            "primary_key; rows that share the cursor value at the boundary are re-read and "
-            "need a key to be de-duplicated",
-            fix="add primary_key=['id']",
-        )
-    if source.batch_size <= 0:
-        raise DefinitionError(f"{kind} source {name!r}: batch_size must be positive")

@@ -694,7 +694,10 @@ def test_unknown_cursor_field_names_the_source(tmp_path: Path, pg_dsn: str) -> N
     create_orders(pg_dsn, BASE_ORDERS)
     defs = ORDER_DEFS.replace('cursor_field="updated_at"', 'cursor_field="changed_at"')
     store = make_store(tmp_path, pg_dsn, defs)
-    store.apply()
+    with pytest.raises(DefinitionError) as at_apply:
+        store.apply()
+    assert "cursor_field names 'changed_at'" in str(at_apply.value)
+    # A run without apply meets the same check in the connector.
     with pytest.raises(DefinitionError) as caught:
         store.run(["order_facts"])
     assert "'orders'" in str(caught.value) and "'changed_at'" in str(caught.value)
