@@ -308,7 +308,9 @@ class FeatureStore:
                 if dataset is not None:
                     con.register("__hw_status", dataset)
                     table = con.sql(
-                        "SELECT count(*) AS n, max(event_timestamp) AS latest FROM __hw_status"
+                        # Newest row already due: a window still open is not yet a value.
+                        "SELECT count(*) AS n, max(event_timestamp) FILTER "
+                        "(WHERE event_timestamp <= now()) AS latest FROM __hw_status"
                     ).to_arrow_table()
                     rows, latest = table["n"][0].as_py(), table["latest"][0].as_py()
                 mark = self.registry.get_checkpoint(mark_checkpoint(view.name))

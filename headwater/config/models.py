@@ -23,8 +23,9 @@ class PostgresConnection(_Model):
     type: Literal["postgres"] = "postgres"
     dsn: SecretStr
     """libpq connection string or URL, e.g. ``postgresql://app@127.0.0.1:5432/shop``."""
-    options: dict[str, str] = Field(default_factory=dict)
-    """Extra libpq parameters (``sslmode``, ``application_name``, ...)."""
+    options: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra libpq parameters (``sslmode``, ``application_name``, ...); kept secret because
+    they may hold credentials (``password``, ``sslpassword``)."""
     connect_timeout_s: float = 10.0
     """Seconds to wait for a connection before failing."""
     statement_timeout_ms: int | None = None

@@ -67,7 +67,7 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
             psycopg.conninfo.make_conninfo(
                 dsn,
                 connect_timeout=max(1, int(conn_config.connect_timeout_s)),
-                **conn_config.options,
+                **{k: v.get_secret_value() for k, v in conn_config.options.items()},
             )
         )
     except psycopg.OperationalError as exc:
