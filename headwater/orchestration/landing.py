@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from headwater.definitions.naming import quote_ident as q
-from headwater.engines.compile import Restriction, event_ms_sql
+from headwater.engines.compile import Restriction, event_ms_sql, ms_to_ts_sql
 from headwater.engines.windows import floormod_sql
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class Landing:
         options = getattr(project.offline_store, "storage_options", None)
         if options:
             self.storage_options = {k: v.get_secret_value() for k, v in options.items()}
-        self._changed_rows: pa.Table | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
         self._overwrite = False
 
     def _table(self) -> Any:
@@ -69,7 +69,7 @@ class Landing:
             f"CREATE TEMP TABLE __hw_changed AS SELECT * FROM {changed} "
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
         )
-        self._changed_rows = con.sql("SELECT * FROM __hw_changed").to_arrow_table()
+        self._con = con  # __hw_changed stays in DuckDB (spilling) until commit()
         table = self._table()
         self._overwrite = fresh or table is None
         if self._overwrite:
@@ -100,13 +100,15 @@ class Landing:
         """Upsert the rows given to :meth:`apply` (after their results were written)."""
         from deltalake import write_deltalake
 
-        if self._changed_rows is None:
+        if self._con is None:
             return
+        # Streamed from DuckDB, so a first load larger than memory lands in bounded memory.
+        rows = self._con.sql("SELECT * FROM __hw_changed").to_arrow_reader(100_000)
         table = None if self._overwrite else self._table()
         if table is None:
             write_deltalake(
                 self.location,
-                self._changed_rows,
+                rows,
                 mode="overwrite",
                 schema_mode="overwrite",
                 storage_options=self.storage_options,
@@ -115,7 +117,7 @@ class Landing:
             predicate = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in self.view.source.primary_key)
             (
                 table.merge(
-                    source=self._changed_rows,
+                    source=rows,
                     predicate=predicate,
                     source_alias="s",
                     target_alias="t",
@@ -125,7 +127,7 @@ class Landing:
                 .when_not_matched_insert_all()
                 .execute()
             )
-        self._changed_rows = None
+        self._con = None
 
     def _affected(self, con: duckdb.DuckDBPyConnection) -> Restriction:
         """Register ``__hw_affected``: the (keys[, window start]) the change touches."""
@@ -165,7 +167,7 @@ class Landing:
         if view.window_ms is not None:
             size = view.window_ms[0]
             return (
-                f"SELECT {keys}, CAST(epoch_ms(CAST(__ws + {size} AS BIGINT)) AS TIMESTAMPTZ) "
+                f"SELECT {keys}, {ms_to_ts_sql(f'__ws + {size}')} "
                 f"AS event_timestamp FROM __hw_affected "
                 f"EXCEPT SELECT {keys}, event_timestamp FROM __hw_result"
             )
