@@ -29,7 +29,13 @@ class PostgresConnection(_Model):
     connect_timeout_s: float = 10.0
     """Seconds to wait for a connection before failing."""
     statement_timeout_ms: int | None = None
-    """Server-side statement timeout for reads, in milliseconds."""
+    """Server-side statement timeout, in milliseconds; it bounds each whole read (one COPY
+    statement per read or partition) as well as every other statement."""
+    retries: Annotated[int, Field(ge=0)] = 3
+    """How many times a read that lost its connection is started again (0: never). A plain
+    read is retried whole from the same checkpoint; a partitioned read retries the partition."""
+    retry_backoff_s: Annotated[float, Field(ge=0)] = 0.5
+    """Delay before the first retry, in seconds; doubled on each further retry, with jitter."""
 
 
 class KafkaConnection(_Model):
@@ -46,7 +52,33 @@ class KafkaConnection(_Model):
     """Any librdkafka setting, passed through."""
 
 
-Connection = Annotated[PostgresConnection | KafkaConnection, Field(discriminator="type")]
+class RedshiftConnection(_Model):
+    """An Amazon Redshift cluster, reached over the PostgreSQL protocol."""
+
+    type: Literal["redshift"] = "redshift"
+    host: str
+    """The cluster endpoint, e.g. ``analytics.abc123.eu-west-1.redshift.amazonaws.com``."""
+    port: int = 5439
+    database: str
+    user: str
+    """The database user (with ``iam: true``, the user temporary credentials are issued for)."""
+    password: SecretStr | None = None
+    """The user's password; leave out with ``iam: true``."""
+    iam: bool = False
+    """Connect with temporary credentials from ``redshift:GetClusterCredentials``."""
+    cluster_identifier: str | None = None
+    """The cluster's name; required with ``iam: true``."""
+    region: str | None = None
+    """AWS region of the cluster (default: the AWS SDK's configured region)."""
+    options: dict[str, SecretStr] = Field(default_factory=dict)
+    """Extra libpq parameters (``sslmode``, ``application_name``, ...), kept secret."""
+    connect_timeout_s: float = 10.0
+    """Seconds to wait for a connection before failing."""
+
+
+Connection = Annotated[
+    PostgresConnection | KafkaConnection | RedshiftConnection, Field(discriminator="type")
+]
 
 
 # ------------------------------------------------------------------ registry

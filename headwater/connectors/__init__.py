@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 CONNECTORS: dict[str, str] = {
     "file": "headwater.connectors.files:FileConnector",
     "postgres": "headwater.connectors.postgres:PostgresConnector",
+    "redshift": "headwater.connectors.redshift:RedshiftConnector",
     "sqlite": "headwater.connectors.sqlite:SqliteConnector",
 }
 

@@ -29,11 +29,14 @@ class Scan:
         checkpoint: called after the relation was consumed; the checkpoint to commit once the
             results are written (``None`` when the source is not incremental).
         rows_read: called after the relation was consumed; rows the source yielded.
+        one_shot: the relation is a stream that can be read once (a registered Arrow reader),
+            which the runner stages in DuckDB before using it.
     """
 
     relation: str
     checkpoint: Callable[[], Any] = field(default=lambda: None)
     rows_read: Callable[[], int | None] = field(default=lambda: None)
+    one_shot: bool = False
 
 
 class SourceConnector(Protocol):

@@ -1,17 +1,38 @@
-"""PostgreSQL tables and queries, streamed into Arrow record batches through a server-side cursor.
+"""PostgreSQL tables and queries, read as Arrow record batches by the ADBC driver.
 
-Full refresh or incremental by ``cursor_field`` (see :mod:`headwater.connectors.sql`). The
-session runs in UTC so ``timestamptz`` values arrive normalised.
+Each read is one ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` that the ADBC PostgreSQL driver
+decodes to Arrow in C++ and streams in batches (docs/decisions/0009-postgres-arrow-reader.md).
+psycopg describes the read first (a prepared statement: result columns and parameter types, no
+execution) and serves everything else. The batches are converted to the mapping of
+:mod:`headwater.connectors.pg_types`. Values of ``params`` and cursor bounds travel in session
+settings (:class:`SessionParams`) because a COPY statement takes no bound parameters.
+
+Full refresh, incremental by ``cursor_field`` (with ``lag`` and ``end_value``, see
+:mod:`headwater.connectors.sql`), and partitioned reads (:mod:`headwater.connectors.pg_parallel`).
+Redshift speaks the protocol but not binary COPY: its sources are read through a psycopg
+server-side cursor instead (the row-tuple path of :class:`TableConnector`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import contextlib
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from headwater.connectors.sql import TableConnector
-from headwater.errors import ConnectionFailed, DefinitionError, MissingDependency
-from headwater.observability import redact
+from headwater.connectors import pg_types
+from headwater.connectors.pg_session import (
+    SessionParams,
+    connection_lost,
+    reader_conninfo,
+    reason,
+    render_query,
+    set_config_sql,
+    unreachable,
+)
+from headwater.connectors.sql import TableConnector, build_select, check_column
+from headwater.connectors.streams import ConnectionLost
+from headwater.errors import DefinitionError, HeadwaterError, MissingDependency, RunFailed
 
 if TYPE_CHECKING:
     import psycopg
@@ -21,38 +42,7 @@ if TYPE_CHECKING:
     from headwater.config.models import PostgresConnection
     from headwater.definitions import PostgresSource, Source
 
-
-def _arrow_type(oid: int, precision: int | None, scale: int | None) -> pa.DataType:
-    import pyarrow as pa
-
-    simple = {
-        16: pa.bool_(),
-        17: pa.binary(),
-        20: pa.int64(),
-        21: pa.int16(),
-        23: pa.int32(),
-        25: pa.string(),
-        700: pa.float32(),
-        701: pa.float64(),
-        1043: pa.string(),
-        1042: pa.string(),
-        1082: pa.date32(),
-        1083: pa.time64("us"),
-        1114: pa.timestamp("us"),
-        1184: pa.timestamp("us", tz="UTC"),
-        2950: pa.string(),
-        114: pa.string(),
-        3802: pa.string(),
-        19: pa.string(),
-        18: pa.string(),
-    }
-    if oid in simple:
-        return simple[oid]
-    if oid == 1700:  # numeric
-        if precision is not None and precision <= 38:
-            return pa.decimal128(precision, scale or 0)
-        return pa.float64()
-    return pa.string()
+BATCH_HINT_BYTES = "adbc.postgresql.batch_size_hint_bytes"
 
 
 def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection[Any]:
@@ -71,14 +61,7 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
             )
         )
     except psycopg.OperationalError as exc:
-        # libpq's message spans lines ("...: Connection refused\n\tIs the server running...");
-        # keep every part, on one line.
-        reason = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
-        reason = reason or type(exc).__name__
-        raise ConnectionFailed(
-            f"{what}: cannot connect to PostgreSQL at {redact(dsn)}: {redact(reason)}",
-            fix="check that the server is running and the dsn in headwater.yaml is right",
-        ) from None
+        raise unreachable(what, dsn, exc) from None
     # json / jsonb arrive as the server's JSON text, not as parsed Python objects.
     from psycopg.types.string import TextLoader
 
@@ -90,15 +73,38 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
     return conn
 
 
+@dataclass
+class ReadPlan:
+    """A described read: its columns, Arrow schema, parameters and SQL (no partition yet)."""
+
+    columns: list[pg_types.PgColumn]
+    schema: pa.Schema
+    params: SessionParams
+    base: str
+    """The SELECT with cursor bounds; parameters rendered as session-setting references."""
+
+    def column(self, name: str) -> pg_types.PgColumn:
+        """The result column called ``name``."""
+        return next(c for c in self.columns if c.name == name)
+
+    def sql(self, where: str = "") -> str:
+        """The statement the driver copies: conversions in the SELECT list, then ``where``."""
+        select = ", ".join(pg_types.select_expr(c) for c in self.columns)
+        return f"SELECT {select} FROM ({self.base}) AS hw" + (f" WHERE {where}" if where else "")
+
+
 class PostgresConnector(TableConnector):
-    """Reads a :class:`PostgresSource` through a server-side cursor."""
+    """Reads a :class:`PostgresSource` (or, over the protocol, a Redshift source)."""
 
     def __init__(self, source: Source, project: ProjectConfig) -> None:
         self.source: PostgresSource = source  # type: ignore[assignment]  # registered for kind "postgres"
+        self.project = project
         self.conn_config: PostgresConnection = project.connection(source.connection, "postgres")  # type: ignore[attr-defined]  # PostgresSource has it
+        self.arrow = source.kind == "postgres"
 
+    # ------------------------------------------------------------------ psycopg (describing)
     def _connect(self) -> psycopg.Connection[Any]:
-        return connect(self.conn_config, what=f"source {self.source.name!r}")
+        return connect(self.conn_config, what=self.what)
 
     def _placeholder(self, name: str) -> str:
         return f"%({name})s"
@@ -112,6 +118,7 @@ class PostgresConnector(TableConnector):
         return query
 
     def _describe(self, conn: psycopg.Connection[Any]) -> pa.Schema:
+        """Columns of a protocol read (Redshift): ``LIMIT 0``, built-in types by OID."""
         import psycopg
         import pyarrow as pa
 
@@ -123,23 +130,194 @@ class PostgresConnector(TableConnector):
                 )
                 description = cur.description or []
         except psycopg.Error as exc:
-            raise DefinitionError(
-                f"source {self.source.name!r}: PostgreSQL rejected the read: "
-                f"{str(exc).strip().splitlines()[0]}",
-                fix="check the table name / query and that the connection may read it",
-            ) from None
+            raise self._rejected(exc) from None
         return pa.schema(
-            [
-                pa.field(col.name, _arrow_type(col.type_code, col.precision, col.scale))
-                for col in description
-            ]
+            pg_types.protocol_field(c.name, c.type_code, c.precision, c.scale) for c in description
         )
 
     def _fetch(
         self, conn: psycopg.Connection[Any], sql: str, params: dict[str, Any], batch_size: int
     ) -> Iterator[Sequence[Sequence[Any]]]:
-        with conn.transaction(), conn.cursor(name="headwater_scan") as cur:
-            cur.itersize = batch_size
-            cur.execute(sql, params or None)
-            while rows := cur.fetchmany(batch_size):
-                yield rows
+        import psycopg
+
+        try:
+            with conn.transaction(), conn.cursor(name="headwater_scan") as cur:
+                cur.itersize = batch_size
+                cur.execute(sql, params or None)
+                while rows := cur.fetchmany(batch_size):
+                    yield rows
+        except psycopg.Error as exc:
+            raise self.read_error(exc) from None
+
+    def _rejected(self, exc: BaseException) -> DefinitionError:
+        """The error for a read PostgreSQL refused to prepare (unknown table, bad SQL, ...)."""
+        return DefinitionError(
+            f"{self.what}: PostgreSQL rejected the read: {reason(exc)}",
+            fix="check the table name / query and that the connection may read it",
+        )
+
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of the source's rows (described, not read).
+
+        Raises:
+            DefinitionError: PostgreSQL rejected the read, or a column's type has no mapping.
+        """
+        if not self.arrow:
+            return super().schema()
+        conn = self._connect()
+        try:
+            return self._plan(conn, {}, check=False).schema
+        finally:
+            conn.close()
+
+    def _plan(
+        self, conn: psycopg.Connection[Any], bounds: dict[str, Any], *, check: bool = True
+    ) -> ReadPlan:
+        """Describe the read and map its types; with ``check``, the cursor and partition
+        columns must be among the result's columns."""
+        import pyarrow as pa
+
+        source, user = self.source, self.source.params
+        columns, param_types = self._prepare(conn, user)
+        schema = pa.schema([pg_types.arrow_field(c, what=self.what) for c in columns])
+        if check:
+            check_column(schema, source.cursor_field, "cursor_field", what=self.what)
+            partition_column = getattr(source, "partition_column", None)
+            check_column(schema, partition_column, "partition_column", what=self.what)
+        params = SessionParams()
+        for name, sql_type in param_types.items():
+            params.set(name, user[name], sql_type)
+        cursor = next((c for c in columns if c.name == source.cursor_field), None)
+        for name, value in bounds.items():
+            params.set(name, value, cursor.type.sql_name if cursor else "text")
+        return ReadPlan(columns, schema, params, self._template(params.ref, set(bounds), user))
+
+    def _prepare(
+        self, conn: psycopg.Connection[Any], user: dict[str, Any]
+    ) -> tuple[list[pg_types.PgColumn], dict[str, str]]:
+        """The result columns of the read and the types PostgreSQL infers for its ``params``,
+        from a prepared statement (described, never executed)."""
+        from psycopg import pq
+
+        numbers: dict[str, int] = {}
+
+        def dollar(name: str) -> str:
+            return f"${numbers.setdefault(name, len(numbers) + 1)}"
+
+        encoding = conn.info.encoding
+        result = conn.pgconn.prepare(b"", self._template(dollar, set(), user).encode(encoding))
+        if result.status == pq.ExecStatus.COMMAND_OK:
+            result = conn.pgconn.describe_prepared(b"")
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            message = (result.error_message or b"").decode(encoding, "replace")
+            raise self._rejected(RuntimeError(message))
+        fields = [
+            ((result.fname(i) or b"").decode(encoding), result.ftype(i), result.fmod(i))
+            for i in range(result.nfields)
+        ]
+        param_oids = {name: result.param_type(n - 1) for name, n in numbers.items()}
+        types = pg_types.lookup_types(conn, {f[1] for f in fields} | set(param_oids.values()))
+        columns = [pg_types.PgColumn(name, types[oid], mod) for name, oid, mod in fields]
+        # A placeholder PostgreSQL could not type (``SELECT %(x)s``) reads as text.
+        param_types = {
+            n: types[o].sql_name if o in types and o != 705 else "text"
+            for n, o in param_oids.items()
+        }
+        return columns, param_types
+
+    def _template(
+        self, placeholder: Callable[[str], str], bounds: set[str], user: dict[str, Any]
+    ) -> str:
+        """The read's SELECT, each value written as ``placeholder(name)``."""
+        query = self.source.query
+        if query is not None and user:
+            query = render_query(query, user, placeholder, what=self.what)
+        return build_select(
+            table=self.source.table,
+            query=query,
+            cursor_field=self.source.cursor_field,
+            has_mark="hw_cursor_low" in bounds,
+            has_end="hw_cursor_end" in bounds,
+            placeholder=placeholder,
+        )
+
+    # ------------------------------------------------------------------ ADBC (reading)
+    def _retry_policy(self) -> tuple[int, float]:
+        return int(self.conn_config.retries), float(self.conn_config.retry_backoff_s)
+
+    def _read(self, mark: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        if not self.arrow:
+            return super()._read(mark)
+        conn = self._connect()
+        try:
+            plan = self._plan(conn, self._bounds(mark))
+        finally:
+            conn.close()
+        if getattr(self.source, "partition_column", None):
+            from headwater.connectors.pg_parallel import partitioned
+
+            return plan.schema, partitioned(self, plan)
+        app = f"headwater:{self.source.name}"
+        return plan.schema, self.stream(plan.schema, plan.sql(), plan.params, app)
+
+    def stream(
+        self, schema: pa.Schema, sql: str, params: SessionParams, application_name: str
+    ) -> Generator[pa.RecordBatch]:
+        """Run ``sql`` as one COPY on a new ADBC connection; yield batches of ``schema``.
+
+        Raises:
+            ConnectionLost: the connection broke, or could not be opened (the read may be
+                started again).
+            RunFailed: PostgreSQL failed the statement (e.g. its statement timeout).
+        """
+        try:
+            import adbc_driver_manager
+            import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]  # no py.typed
+        except ImportError as exc:
+            raise MissingDependency("adbc-driver-postgresql", "postgres") from exc
+        conninfo = reader_conninfo(self.conn_config, application_name=application_name)
+        try:
+            conn = adbc.connect(conninfo, autocommit=True)
+        except adbc_driver_manager.Error as exc:
+            # The read was just described on another connection: most likely a restart or a
+            # failover under way, worth another attempt.
+            failed = unreachable(self.what, self.conn_config.dsn.get_secret_value(), exc)
+            raise ConnectionLost(failed.message, fix=failed.fix) from None
+        hint = int(self.source.batch_size) * pg_types.row_bytes(schema)
+        cursor, reader = conn.cursor(), None
+        try:
+            settings = params.settings()
+            if settings:
+                cursor.execute(set_config_sql(len(settings), "$"), [v for s in settings for v in s])
+                cursor.fetchall()
+            hint = min(max(hint, 1 << 16), 1 << 28)
+            cursor.adbc_statement.set_options(**{BATCH_HINT_BYTES: str(hint)})
+            cursor.execute(sql)
+            reader = cursor.fetch_record_batch()
+            for batch in reader:
+                yield pg_types.conform_batch(batch, schema, what=self.what)
+        except (OSError, adbc_driver_manager.Error) as exc:
+            raise self.read_error(exc) from None
+        finally:
+            for resource in (reader, cursor, conn):
+                with contextlib.suppress(OSError, adbc_driver_manager.Error):
+                    if resource is not None:
+                        resource.close()
+
+    def read_error(self, exc: BaseException) -> HeadwaterError:
+        """The error to raise for a driver error of a read (connection lost, timeout, ...)."""
+        text = reason(exc)
+        if connection_lost(exc):
+            return ConnectionLost(
+                f"{self.what}: lost the connection to PostgreSQL while reading: {text}",
+                fix="the server restarted or ended the session; reads are retried "
+                f"{self.conn_config.retries} time(s) (retries: on the connection)",
+            )
+        if getattr(exc, "sqlstate", None) == "57014" or "statement timeout" in text:
+            return RunFailed(
+                f"{self.what}: PostgreSQL cancelled the read after statement_timeout_ms="
+                f"{self.conn_config.statement_timeout_ms}: {text}",
+                fix="raise statement_timeout_ms of the connection, or read less per statement "
+                "(cursor_field, partition_column)",
+            )
+        return RunFailed(f"{self.what}: PostgreSQL failed the read: {text}")

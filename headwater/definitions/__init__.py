@@ -1,4 +1,5 @@
-"""The declarative objects users write: entities, sources, windows, aggregations, feature views."""
+"""The declarative objects users write: entities, sources, windows, aggregations, feature views,
+sinks."""
 
 from headwater.definitions.aggregations import (
     AGGREGATIONS,
@@ -13,6 +14,8 @@ from headwater.definitions.aggregations import (
 )
 from headwater.definitions.entity import Entity
 from headwater.definitions.feature_view import FeatureView
+from headwater.definitions.redshift import RedshiftSource
+from headwater.definitions.sinks import PostgresSink, RedshiftSink, Sink
 from headwater.definitions.sources import FileSource, PostgresSource, Source, SqliteSource
 from headwater.definitions.windows import Hopping, Tumbling, Window
 
@@ -29,7 +32,11 @@ __all__ = [
     "Last",
     "Max",
     "Min",
+    "PostgresSink",
     "PostgresSource",
+    "RedshiftSink",
+    "RedshiftSource",
+    "Sink",
     "Source",
     "SqliteSource",
     "Sum",

@@ -22,6 +22,7 @@ from headwater.definitions.aggregations import Aggregation
 from headwater.definitions.durations import Duration, to_millis
 from headwater.definitions.entity import Entity
 from headwater.definitions.naming import check_name
+from headwater.definitions.sinks import Sink
 from headwater.definitions.sources import Source
 from headwater.definitions.windows import Window
 from headwater.errors import DefinitionError
@@ -46,6 +47,7 @@ class FeatureView:
         offline: keep history in the offline store (always true today).
         description: free text.
         tags: free key/value labels.
+        sinks: warehouse tables each run also loads (``PostgresSink``, ``RedshiftSink``).
     """
 
     name: str
@@ -59,6 +61,7 @@ class FeatureView:
     offline: bool
     description: str
     tags: dict[str, str] = field(default_factory=dict)
+    sinks: list[Sink] = field(default_factory=list)
 
     def __init__(
         self,
@@ -73,6 +76,7 @@ class FeatureView:
         offline: bool = True,
         description: str = "",
         tags: dict[str, str] | None = None,
+        sinks: list[Sink] | None = None,
     ) -> None:
         check_name(name, "feature view")
         setattr_ = object.__setattr__
@@ -158,6 +162,18 @@ class FeatureView:
         setattr_(self, "offline", offline)
         setattr_(self, "description", description)
         setattr_(self, "tags", dict(tags or {}))
+        for sink in sinks or []:
+            if not isinstance(sink, Sink):
+                raise DefinitionError(
+                    f"view {name!r}: {sink!r} is not a sink",
+                    fix='sinks=[PostgresSink(connection="warehouse", table="analytics.t")]',
+                )
+        targets = [(s.kind, s.connection, s.table) for s in sinks or []]
+        if len(set(targets)) != len(targets):
+            raise DefinitionError(
+                f"view {name!r}: two sinks load the same table", fix="declare each table once"
+            )
+        setattr_(self, "sinks", list(sinks or []))
 
     # ----------------------------------------------------------------- derived facts
     @property
@@ -201,6 +217,7 @@ class FeatureView:
             "offline": self.offline,
             "description": self.description,
             "tags": self.tags,
+            "sinks": [sink.to_spec() for sink in self.sinks],
         }
 
     def __repr__(self) -> str:

@@ -52,11 +52,13 @@ def materialize_view(
     engine: DuckDBEngine,
     full_refresh: bool = False,
     batch_rows: int = 50_000,
+    now_ms: int | None = None,
 ) -> MaterializeResult:
     """Materialize one view; the mark is committed after the online writes."""
     started = time.perf_counter()
     run_id = registry.start_run(view.name, "materialize", {"full_refresh": full_refresh})
-    now_ms = int(time.time() * 1000)
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
     try:
         stored = None if full_refresh else registry.get_checkpoint(mark_checkpoint(view.name))
         mark, until_ms = (-1, None) if stored is None else (stored["seq"], stored["until_ms"])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import open_connector
-from headwater.definitions.naming import quote_ident as q
+from headwater.connectors.streams import read_failure
 from headwater.errors import HeadwaterError, RunFailed
 from headwater.observability import get_logger, redact
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import duckdb
 
     from headwater.config import ProjectConfig
+    from headwater.connectors.base import Scan, SourceConnector
     from headwater.definitions import FeatureView
     from headwater.engines.duckdb import DuckDBEngine
     from headwater.orchestration.landing import Landing
@@ -165,13 +166,7 @@ class Runner:
                 )
                 checkpoint = None
         step(f"reading {view.source.name}")
-        scan = connector.scan(con, checkpoint=checkpoint)
-        relation = scan.relation
-        if not relation.startswith("read_"):
-            # A one-shot stream (database cursor): keep it in DuckDB (spills to disk) so it can
-            # be counted and read more than once.
-            con.execute(f"CREATE TEMP TABLE __hw_src AS SELECT * FROM {relation}")
-            relation = "__hw_src"
+        scan, relation = self._read(con, connector, checkpoint, view.name, run_id)
         rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
         if skipped:
             log.warning(
@@ -188,6 +183,13 @@ class Runner:
         stats = self.offline.write(view, output, seq=seq)
         if landing is not None:
             landing.commit()
+        if view.sinks:
+            # Warehouse sinks load what they lack (their mark commits with their rows), before
+            # the cursor moves: a failed load fails the run and the rerun sends the rows again.
+            from headwater.connectors.sinks import deliver
+
+            step(f"loading the sinks of {view.name}")
+            deliver(view, self.offline, self.project, seq=seq, run_id=run_id)
         new_checkpoint = scan.checkpoint() if incremental else None
         if new_checkpoint is not None:
             self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
@@ -204,6 +206,35 @@ class Runner:
             details={"checkpoint": new_checkpoint},
         )
 
-
-def quoted_list(names: list[str]) -> str:
-    return ", ".join(q(n) for n in names)
+    def _read(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        connector: SourceConnector,
+        checkpoint: Any,
+        view: str,
+        run_id: str,
+    ) -> tuple[Scan, str]:
+        """Scan the source; a one-shot stream (database read) is kept in DuckDB (spills to disk)
+        so it can be counted and read more than once. Nothing is written before it is complete,
+        so a stream that lost its connection is read again whole, from the same checkpoint, as
+        often as the connector allows (exponential backoff with jitter)."""
+        attempt = 0
+        while True:
+            scan = connector.scan(con, checkpoint=checkpoint)
+            if not scan.one_shot:
+                return scan, scan.relation
+            try:
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE __hw_src AS SELECT * FROM {scan.relation}"
+                )
+                return scan, "__hw_src"
+            except Exception as exc:
+                error, delay = read_failure(scan, exc, attempt)
+                if delay < 0:
+                    raise error from None
+            attempt += 1
+            fields = {"view": view, "run_id": run_id, "attempt": attempt + 1, "error": str(error)}
+            log.warning(
+                "source read lost its connection; reading it again", extra={"fields": fields}
+            )
+            time.sleep(delay)

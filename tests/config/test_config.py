@@ -220,7 +220,7 @@ def test_the_root_of_the_loader_is_not_a_key(tmp_path: Path) -> None:
         (
             "project: p\nconnections:\n  a: {type: mysql, dsn: x}\n",
             "connections.a.type",
-            "'postgres', 'kafka'",
+            "'postgres', 'kafka', 'redshift'",
         ),
     ],
 )
@@ -235,7 +235,10 @@ def test_an_unknown_type_lists_the_valid_types(
 
 def test_a_section_without_type_lists_the_valid_types(tmp_path: Path) -> None:
     message = config_error(tmp_path, "project: p\nconnections:\n  app_db: {dsn: x}\n")
-    assert "connections.app_db: needs a `type:` key (one of 'postgres', 'kafka')" in message
+    assert (
+        "connections.app_db: needs a `type:` key (one of 'postgres', 'kafka', 'redshift')"
+        in message
+    )
 
 
 def test_a_wrong_value_type_names_the_key(tmp_path: Path) -> None:

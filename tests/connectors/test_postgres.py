@@ -100,10 +100,12 @@ AGGREGATES = ("user_daily", "user_lifetime")
 
 
 # ---------------------------------------------------------------------- helpers
-def make_store(root: Path, dsn: str, definitions: str) -> headwater.FeatureStore:
-    """A project in ``root`` whose ``app_db`` connection points at ``dsn``."""
+def make_store(root: Path, dsn: str, definitions: str, **connection: Any) -> headwater.FeatureStore:
+    """A project in ``root`` whose ``app_db`` connection points at ``dsn`` (plus the
+    ``connection`` settings given, e.g. ``statement_timeout_ms=100``)."""
     root.mkdir(parents=True, exist_ok=True)
-    config = {"project": "t", "connections": {"app_db": {"type": "postgres", "dsn": dsn}}}
+    app_db = {"type": "postgres", "dsn": dsn, **connection}
+    config = {"project": "t", "connections": {"app_db": app_db}}
     (root / "headwater.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     (root / "defs.py").write_text(textwrap.dedent(definitions).lstrip())
     return headwater.FeatureStore(root)
@@ -325,7 +327,7 @@ def test_full_refresh_of_a_table_keeps_values_and_types(tmp_path: Path, pg_dsn: 
     assert types["local_ts"] == pa.timestamp("us")
     assert types["event_at"] == pa.timestamp("us", tz="UTC")
     assert types["event_timestamp"] == pa.timestamp("us", tz="UTC")
-    assert types["any_numeric"] == pa.float64()  # numeric without a precision
+    assert types["any_numeric"] == pa.decimal128(38, 18)  # numeric without a precision
     assert types["attrs"] == pa.string()  # json / jsonb arrive as JSON text
 
     rows = {row["id"]: row for row in table.to_pylist()}
@@ -342,7 +344,7 @@ def test_full_refresh_of_a_table_keeps_values_and_types(tmp_path: Path, pg_dsn: 
         "local_ts": datetime(2024, 3, 1, 12, 34, 56, 789_000),
         "event_at": datetime(2024, 3, 1, 10, tzinfo=UTC),
         "event_hour": 10,
-        "any_numeric": 1234.5678,
+        "any_numeric": Decimal("1234.5678"),
         "attrs": '{"a": [1, "x"]}',
         "event_date": date(2024, 3, 1),
         "_seq": rows[1]["_seq"],
@@ -705,3 +707,345 @@ def test_unknown_cursor_field_names_the_source(tmp_path: Path, pg_dsn: str) -> N
     assert failed.status == "failed" and "changed_at" in (failed.error or "")
     assert store.registry.get_checkpoint("cursor:order_facts") is None
     store.close()
+
+
+# ---------------------------------------------------------------------- modes: lag, end_value
+LAG_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource
+
+order = Entity("order", join_keys=["order_id"])
+orders = PostgresSource(
+    "orders",
+    connection="app_db",
+    table="public.orders",
+    timestamp_field="created_at",
+    cursor_field="updated_at",
+    primary_key=["order_id"],
+    OPTIONS
+)
+order_facts = FeatureView(
+    "order_facts", entity=order, source=orders, features={"amount": "amount"}
+)
+"""
+
+
+def order_ids(store: headwater.FeatureStore) -> list[int]:
+    return sorted(row["order_id"] for row in offline_rows(store, "order_facts"))
+
+
+def mark_of(store: headwater.FeatureStore) -> Any:
+    return decode_cursor(store.registry.get_checkpoint("cursor:order_facts"))
+
+
+def test_lag_rereads_rows_committed_late_below_the_mark(tmp_path: Path, pg_dsn: str) -> None:
+    create_orders(pg_dsn, BASE_ORDERS)
+    store = make_store(tmp_path, pg_dsn, LAG_DEFS.replace("OPTIONS", 'lag="1h",'))
+    store.apply()
+    assert [r.rows_in for r in store.run()] == [6]
+    assert mark_of(store) == MARK
+
+    # Transactions that started before the last run but committed after it: their cursor
+    # values are below the mark. One is within the lag, the other beyond it.
+    late, too_late = MARK - timedelta(minutes=59), MARK - timedelta(hours=1, seconds=1)
+    insert_orders(
+        pg_dsn, [(7, 1, Decimal("7.00"), D2, late), (8, 1, Decimal("8.00"), D2, too_late)]
+    )
+    (second,) = store.run()
+    assert second.rows_in == 7  # every row from mark - 1h: the six known ones and order 7
+    assert order_ids(store) == [1, 2, 3, 4, 5, 6, 7]
+    assert (second.inserted, second.updated) == (1, 0)  # re-read rows change nothing
+    assert mark_of(store) == MARK  # the mark is still the greatest value seen
+    store.close()
+
+
+NUMERIC_LAG_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource
+
+item = Entity("item", join_keys=["id"])
+events = PostgresSource(
+    "events",
+    connection="app_db",
+    table="public.events",
+    timestamp_field="at",
+    cursor_field="version",
+    primary_key=["id"],
+    lag=10,
+)
+event_facts = FeatureView("event_facts", entity=item, source=events, features={"v": "version"})
+"""
+
+
+def test_a_numeric_cursor_takes_a_numeric_lag(tmp_path: Path, pg_dsn: str) -> None:
+    sql(pg_dsn, "CREATE TABLE events (id int PRIMARY KEY, version bigint, at timestamptz)")
+    insert = "INSERT INTO events VALUES (%s, %s, '2024-03-01')"
+    for row in [(1, 90), (2, 100)]:
+        sql(pg_dsn, insert, row)
+    store = make_store(tmp_path, pg_dsn, NUMERIC_LAG_DEFS)
+    store.apply()
+    store.run()
+    for row in [(3, 91), (4, 89)]:  # 100 - 10 = 90: 91 is within the lag, 89 is not
+        sql(pg_dsn, insert, row)
+    (second,) = store.run()
+    assert second.rows_in == 3  # 90, 91, 100
+    ids = sorted(row["id"] for row in offline_rows(store, "event_facts"))
+    assert ids == [1, 2, 3]
+    assert decode_cursor(store.registry.get_checkpoint("cursor:event_facts")) == 100
+    store.close()
+
+
+def test_end_value_bounds_a_backfill_and_the_mark(tmp_path: Path, pg_dsn: str) -> None:
+    create_orders(pg_dsn, BASE_ORDERS)
+    end = U0 + timedelta(seconds=4)
+    options = f"end_value=datetime.fromisoformat({end.isoformat()!r}),"
+    defs = "from datetime import datetime\n" + textwrap.dedent(LAG_DEFS).replace("OPTIONS", options)
+    store = make_store(tmp_path, pg_dsn, defs)
+    store.apply()
+    assert [r.rows_in for r in store.run()] == [3]  # updated_at < U0 + 4s: orders 1, 2, 3
+    assert order_ids(store) == [1, 2, 3]
+    assert mark_of(store) == U0 + timedelta(seconds=3)
+
+    insert_orders(pg_dsn, [(7, 1, Decimal("1.00"), D1, U0 + timedelta(seconds=3, microseconds=1))])
+    (second,) = store.run()
+    assert second.rows_in == 2  # the boundary row 3 and order 7; 4, 5 and 6 are beyond the end
+    assert order_ids(store) == [1, 2, 3, 7]
+    assert mark_of(store) == U0 + timedelta(seconds=3, microseconds=1)
+    assert mark_of(store) < end
+    store.close()
+
+
+def test_lag_and_end_value_need_a_cursor_and_sensible_values() -> None:
+    from headwater import PostgresSource
+
+    base = {"connection": "c", "table": "t", "timestamp_field": "ts"}
+    with pytest.raises(DefinitionError, match="lag= applies to incremental reads"):
+        PostgresSource("s", lag="1h", **base)
+    with pytest.raises(DefinitionError, match="end_value= applies to incremental reads"):
+        PostgresSource("s", end_value=5, **base)
+    incremental = {**base, "cursor_field": "u", "primary_key": ["id"]}
+    with pytest.raises(DefinitionError, match="must not be negative"):
+        PostgresSource("s", lag=-1, **incremental)
+    with pytest.raises(DefinitionError, match="is not a duration"):
+        PostgresSource("s", lag="soon", **incremental)
+    with pytest.raises(DefinitionError, match="is not a cursor value"):
+        PostgresSource("s", end_value=[1], **incremental)
+    source = PostgresSource(
+        "s", lag=timedelta(minutes=5), end_value=date(2024, 1, 1), **incremental
+    )
+    assert source.to_spec()["lag"] == "0:05:00"
+
+
+PARAMS_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource
+
+order = Entity("order", join_keys=["order_id"])
+picked = PostgresSource(
+    "picked",
+    connection="app_db",
+    query=(
+        "SELECT * FROM public.orders WHERE created_at >= %(since)s AND order_id = ANY(%(ids)s) "
+        "AND (%(nothing)s::text IS NULL) AND amount::text NOT LIKE '%%9'"
+    ),
+    params={"since": "2024-03-01T12:00:00+00:00", "ids": [2, 3, 4, 6], "nothing": None},
+    timestamp_field="created_at",
+    cursor_field="updated_at",
+    primary_key=["order_id"],
+)
+picked_view = FeatureView("picked_view", entity=order, source=picked, features={"a": "amount"})
+"""
+
+
+def test_query_params_take_the_types_postgresql_infers(tmp_path: Path, pg_dsn: str) -> None:
+    # A string compared with a timestamptz, a list with ANY, a None: each bound as PostgreSQL
+    # reads the placeholder, as psycopg would bind them.
+    create_orders(pg_dsn, BASE_ORDERS)
+    store = make_store(tmp_path, pg_dsn, PARAMS_DEFS)
+    store.apply()
+    assert [r.rows_in for r in store.run()] == [4]
+    assert sorted(row["order_id"] for row in offline_rows(store, "picked_view")) == [2, 3, 4, 6]
+    (again,) = store.run()  # from the mark: the params and the cursor bound together
+    assert again.rows_in == 1  # order 6 holds the mark
+    store.close()
+
+
+# ---------------------------------------------------------------------- timeouts, lost connections
+SLOW_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource
+
+order = Entity("order", join_keys=["order_id"])
+slow = PostgresSource(
+    "slow",
+    connection="app_db",
+    query="SELECT o.* FROM public.orders AS o, (SELECT pg_sleep(2)) AS s",
+    timestamp_field="created_at",
+)
+slow_view = FeatureView("slow_view", entity=order, source=slow, features={"a": "amount"})
+"""
+
+
+def test_the_statement_timeout_bounds_the_read_and_names_the_source(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    create_orders(pg_dsn, BASE_ORDERS)
+    store = make_store(tmp_path, pg_dsn, SLOW_DEFS, statement_timeout_ms=200, retry_backoff_s=0)
+    store.apply()  # describing does not run the query
+    with pytest.raises(RunFailed) as caught:
+        store.run()
+    text = str(caught.value)
+    assert "source 'slow': PostgreSQL cancelled the read after statement_timeout_ms=200" in text
+    assert "canceling statement due to statement timeout" in text and "\n" not in text
+    (failed,) = store.registry.runs(view="slow_view")
+    assert failed.status == "failed" and "statement_timeout_ms=200" in (failed.error or "")
+    store.close()
+
+
+BIG_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource
+
+item = Entity("item", join_keys=["id"])
+big = PostgresSource(
+    "big",
+    connection="app_db",
+    query="SELECT * FROM public.big WHERE pace(id)",
+    timestamp_field="created_at",
+    cursor_field="id",
+    primary_key=["id"],
+    batch_size=2_000,
+)
+big_view = FeatureView("big_view", entity=item, source=big, features={"label": "label"})
+"""
+
+BIG_ROWS = 100_000
+
+
+def create_big(dsn: str, rows: int) -> None:
+    """``public.big`` with ``rows`` rows, and ``pace(id)``, true for every row, which sleeps
+    10 ms every 2,000 rows: a read of ``WHERE pace(id)`` is still streaming from the server
+    when its backend is terminated, whatever the socket buffers hold."""
+    sql(
+        dsn,
+        "CREATE TABLE public.big AS SELECT g::bigint AS id, repeat(md5(g::text), 6) AS label, "
+        "CASE WHEN g % 10 = 0 THEN NULL ELSE g % 1000 END AS k, "
+        "timestamptz '2024-03-01' + g * interval '1 second' AS created_at "
+        f"FROM generate_series(1, {rows}) AS g",
+    )
+    sql(
+        dsn,
+        "CREATE FUNCTION pace(i bigint) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+        "IF i % 2000 = 0 THEN PERFORM pg_sleep(0.01); END IF; RETURN true; END $$",
+    )
+
+
+def kill_during_reads(
+    monkeypatch: pytest.MonkeyPatch, application_name: str, *, after_batches: int, times: int
+) -> list[int]:
+    """Terminate the backend of ``application_name`` (from another connection, found in
+    pg_stat_activity) each time the readers have converted ``after_batches`` more batches,
+    ``times`` times at most; returns the pids ended."""
+    import threading
+
+    from headwater.connectors import pg_types
+
+    original = pg_types.conform_batch
+    calls = [0]
+    killed: list[int] = []
+    lock = threading.Lock()
+
+    def conform(batch: pa.RecordBatch, schema: pa.Schema, *, what: str) -> pa.RecordBatch:
+        with lock:
+            calls[0] += 1
+            if calls[0] >= after_batches and len(killed) < times:
+                rows = sql(
+                    PG_ADMIN,
+                    "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = %s AND NOT pid = ANY(%s)",
+                    [application_name, killed],
+                )
+                ended = [pid for pid, done in rows if done]
+                if ended:
+                    killed.extend(ended)
+                    calls[0] = 0
+        return original(batch, schema, what=what)
+
+    monkeypatch.setattr(pg_types, "conform_batch", conform)
+    return killed
+
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def test_a_read_that_loses_its_connection_is_retried_whole(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_big(pg_dsn, BIG_ROWS)
+    store = make_store(tmp_path, pg_dsn, BIG_DEFS, retry_backoff_s=0.01)
+    store.apply()
+    killed = kill_during_reads(monkeypatch, "headwater:big", after_batches=3, times=1)
+    (result,) = store.run()
+    assert len(killed) == 1
+    assert (result.status, result.rows_in, result.inserted) == ("success", BIG_ROWS, BIG_ROWS)
+    ids = [row["id"] for row in offline_rows(store, "big_view")]
+    assert len(ids) == len(set(ids)) == BIG_ROWS and min(ids) == 1 and max(ids) == BIG_ROWS
+    assert [(r.status, r.rows_in) for r in store.registry.runs(view="big_view")] == [
+        ("success", BIG_ROWS)
+    ]
+    assert decode_cursor(store.registry.get_checkpoint("cursor:big_view")) == BIG_ROWS
+    store.close()
+
+
+def test_a_read_out_of_retries_fails_and_keeps_the_checkpoint(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create_big(pg_dsn, BIG_ROWS)
+    store = make_store(tmp_path, pg_dsn, BIG_DEFS, retries=1, retry_backoff_s=0.01)
+    store.apply()
+    killed = kill_during_reads(monkeypatch, "headwater:big", after_batches=3, times=2)
+    with pytest.raises(ConnectionFailed) as caught:
+        store.run()
+    assert len(killed) == 2  # the first read and its one retry
+    assert "source 'big': lost the connection to PostgreSQL while reading" in str(caught.value)
+    (failed,) = store.registry.runs(view="big_view")
+    assert failed.status == "failed"
+    assert store.registry.get_checkpoint("cursor:big_view") is None
+    assert store.offline.dataset("big_view") is None
+    store.close()
+
+
+# ---------------------------------------------------------------------- libpq options
+PATH_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource
+
+item = Entity("item", join_keys=["id"])
+things = PostgresSource("things", connection="app_db", table="things", timestamp_field="at")
+thing_facts = FeatureView("thing_facts", entity=item, source=things, features={"n": "n"})
+"""
+
+
+def test_libpq_options_reach_every_session_of_a_read(tmp_path: Path, pg_dsn: str) -> None:
+    from pydantic import SecretStr
+
+    from headwater.config.models import PostgresConnection
+    from headwater.connectors.pg_session import reader_conninfo
+
+    sql(pg_dsn, "CREATE SCHEMA app; CREATE TABLE app.things (id int, n int, at timestamptz)")
+    sql(pg_dsn, "INSERT INTO app.things VALUES (1, 7, '2024-03-01')")
+    # search_path (libpq "options") finds the unqualified table when describing and reading.
+    options = {"options": "-c search_path=app", "application_name": "mine"}
+    store = make_store(tmp_path / "path", pg_dsn, PATH_DEFS, options=options)
+    store.apply()
+    assert [r.rows_in for r in store.run()] == [1]
+    assert offline_rows(store, "thing_facts")[0]["n"] == 7
+    store.close()
+
+    # sslmode passes through: this test server has no SSL, so requiring it fails, clearly.
+    store = make_store(tmp_path / "ssl", pg_dsn, PATH_DEFS, options={"sslmode": "require"})
+    with pytest.raises(ConnectionFailed, match=r"source 'things'.*does not support SSL"):
+        store.apply()
+    store.close()
+    config = PostgresConnection(
+        dsn=SecretStr("postgresql://u:pw@db/shop?sslmode=prefer"),
+        options={"sslmode": SecretStr("verify-full"), "sslrootcert": SecretStr("/ca.pem")},
+        statement_timeout_ms=900,
+    )
+    text = reader_conninfo(config, application_name="headwater:things")
+    assert "sslmode=verify-full" in text and "sslrootcert=/ca.pem" in text
+    assert "statement_timeout=900" in text and "TimeZone=UTC" in text

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
 
 import headwater
+from headwater.orchestration.materialize import materialize_view
 from tests.helpers import TS, write_parquet, write_project
 
 DEFINITIONS = """
@@ -25,23 +25,35 @@ def _events(times: list[datetime], users: list[int]) -> pa.Table:
     return pa.table({"user_id": pa.array(users, pa.int64()), "ts": pa.array(times, TS)})
 
 
+def _materialize_at(store: headwater.FeatureStore, now: datetime) -> int:
+    view = store.view("per_window")
+    result = materialize_view(
+        view,
+        registry=store.registry,
+        offline=store.offline,
+        online=store.online,
+        engine=store.engine,
+        now_ms=int(now.timestamp() * 1000),
+    )
+    return result.entities
+
+
 def test_a_window_is_served_only_once_it_has_ended(tmp_path: Path) -> None:
-    now = datetime.now(UTC)
-    past = now - timedelta(minutes=5)
-    write_project(tmp_path, DEFINITIONS, data={"data/events.parquet": _events([past, now], [1, 2])})
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    # User 1's window is [0 s, 3 s), user 2's is [3 s, 6 s).
+    times = [base + timedelta(seconds=1), base + timedelta(seconds=4)]
+    write_project(tmp_path, DEFINITIONS, data={"data/events.parquet": _events(times, [1, 2])})
     store = headwater.FeatureStore(tmp_path)
     store.apply()
     store.run()
-    store.materialize()
-    first = store.get_online_features(["per_window:n"], [{"user_id": 1}, {"user_id": 2}])
-    # User 2's only window ends up to 3 s from now: a training set at `now` could not see it.
-    assert first.to_dict()["n"] == [1, None]
-
-    time.sleep(3.2)
-    second = store.materialize()
-    assert second[0].entities == 1  # nothing was rewritten; user 2's window became due
-    after = store.get_online_features(["per_window:n"], [{"user_id": 1}, {"user_id": 2}])
-    assert after.to_dict()["n"] == [1, 1]
+    rows = [{"user_id": 1}, {"user_id": 2}]
+    # At 5 s user 2's window is still open: a training set at 5 s could not see it.
+    assert _materialize_at(store, base + timedelta(seconds=5)) == 1
+    assert store.get_online_features(["per_window:n"], rows).to_dict()["n"] == [1, None]
+    # At 6 s it has ended; nothing was rewritten, yet the next materialize serves it.
+    assert _materialize_at(store, base + timedelta(seconds=6)) == 1
+    assert store.get_online_features(["per_window:n"], rows).to_dict()["n"] == [1, 1]
+    assert _materialize_at(store, base + timedelta(seconds=60)) == 0
     store.close()
 
 
