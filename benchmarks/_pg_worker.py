@@ -2,7 +2,7 @@
 
     python benchmarks/_pg_worker.py CONTENDER --dsn URL --table NAME --columns a,b,... --workdir DIR
 
-Runs under headwater's virtualenv (``headwater``, ``headwater-e2e``) or under the peers'
+Runs under headwater's virtualenv (``headwater``, ``headwater-*``) or under the peers'
 virtualenv (``dlt-*``, ``pandas``), so only the standard library is imported at module level.
 Times only the read itself (imports and set-up excluded) and prints one JSON line:
 ``{"rows": N, "seconds": S, "cpu_s": C, "detail": "...", "rss_before": BYTES}``: ``cpu_s`` is

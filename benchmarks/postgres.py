@@ -121,7 +121,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return bool(self.seconds) and not self.failed
+        return bool(self.seconds) and not (self.failed or self.skipped)
 
     @property
     def median_s(self) -> float:

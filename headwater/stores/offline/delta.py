@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.definitions.naming import quote_ident as q
@@ -48,22 +49,15 @@ class DeltaOfflineStore:
 
     def write(self, view: FeatureView, data: pa.RecordBatchReader, *, seq: int) -> WriteStats:
         import pyarrow as pa
-        from deltalake import write_deltalake
 
         schema, batches = with_storage_columns(data, seq)
         table = self._table(view.name)
         has_deleted = DELETED in schema.names
         stored_schema = schema.remove(schema.get_field_index(DELETED)) if has_deleted else schema
         if table is None:
-            write_deltalake(
-                self.location(view.name),
-                stored_schema.empty_table(),
-                partition_by=[PARTITION],
-                mode="append",
-                storage_options=self.storage_options or None,
-                configuration={"delta.appendOnly": "false"},
-            )
-            table = self._table(view.name)
+            # A new table has nothing to merge with, and the engine's output holds one row per
+            # key: a streaming append writes the same rows in bounded memory, much faster.
+            return self._create(view, stored_schema, batches, has_deleted)
         source = pa.RecordBatchReader.from_batches(schema, batches)
         keys = [*view.join_keys, "event_timestamp"]
         predicate = " AND ".join(
@@ -99,6 +93,39 @@ class DeltaOfflineStore:
             updated=int(metrics.get("num_target_rows_updated", 0)),
             deleted=int(metrics.get("num_target_rows_deleted", 0)),
         )
+
+    def _create(
+        self,
+        view: FeatureView,
+        schema: pa.Schema,
+        batches: Iterator[pa.RecordBatch],
+        has_deleted: bool,
+    ) -> WriteStats:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from deltalake import write_deltalake
+
+        written = 0
+
+        def rows() -> Iterator[pa.RecordBatch]:
+            nonlocal written
+            for batch in batches:
+                if has_deleted:  # tombstones delete nothing in an empty table
+                    flags = batch.column(batch.schema.get_field_index(DELETED))
+                    batch = batch.filter(pc.invert(pc.fill_null(flags, False)))
+                    batch = batch.drop_columns([DELETED])
+                written += batch.num_rows
+                yield batch
+
+        write_deltalake(
+            self.location(view.name),
+            pa.RecordBatchReader.from_batches(schema, rows()),
+            partition_by=[PARTITION],
+            mode="append",
+            storage_options=self.storage_options or None,
+            configuration={"delta.appendOnly": "false"},
+        )
+        return WriteStats(inserted=written)
 
     def dataset(self, view_name: str) -> pads.Dataset | None:
         table = self._table(view_name)
