@@ -220,7 +220,7 @@ def odd_store(tmp_path: Path, dsn: str, query: str):  # type: ignore[no-untyped-
     [
         ("1.0000000000000000001", "numeric", "does not fit decimal128(38, 18)"),
         ("123456789012345678901", "numeric", "does not fit decimal128(38, 18)"),
-        ("'NaN'", "numeric", "value nan is not a finite number"),
+        ("'NaN'", "numeric", "value NaN is not a finite number"),
         ("'infinity'", "timestamptz", "'infinity', '-infinity'"),
         ("'-infinity'", "date", "'infinity', '-infinity'"),
     ],
