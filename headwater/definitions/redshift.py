@@ -8,7 +8,6 @@ back; ``unload=`` switches a source to that mode.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -75,12 +74,6 @@ class RedshiftSource(TableSource):
         unload: dict[str, str] | None = None,
         description: str = "",
     ) -> None:
-        # Fields that table sources gain later start at their defaults.
-        for spec in dataclasses.fields(self):
-            if spec.default is not dataclasses.MISSING:
-                object.__setattr__(self, spec.name, spec.default)
-            elif spec.default_factory is not dataclasses.MISSING:
-                object.__setattr__(self, spec.name, spec.default_factory())
         self._assign_table(
             name=name,
             connection=connection,

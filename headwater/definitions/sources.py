@@ -8,6 +8,7 @@ the job of :mod:`headwater.connectors`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -46,9 +47,21 @@ class Source:
         return False
 
     def _assign(self, **values: Any) -> None:
-        """Set the fields of this frozen declaration, then run the shared checks."""
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
+        """Set the fields of this frozen declaration, then run the shared checks.
+
+        Fields not given keep their declared defaults, so a subclass's constructor need only
+        pass what it takes.
+        """
+        for spec in dataclasses.fields(self):
+            if spec.name in values:
+                value = values[spec.name]
+            elif spec.default is not dataclasses.MISSING:
+                value = spec.default
+            elif spec.default_factory is not dataclasses.MISSING:
+                value = spec.default_factory()
+            else:
+                continue
+            object.__setattr__(self, spec.name, value)
         self.__post_init__()
 
     def to_spec(self) -> dict[str, Any]:
