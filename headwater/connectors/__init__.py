@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 CONNECTORS: dict[str, str] = {
     "file": "headwater.connectors.files:FileConnector",
+    "kafka": "headwater.connectors.kafka:KafkaConnector",
     "postgres": "headwater.connectors.postgres:PostgresConnector",
     "redshift": "headwater.connectors.redshift:RedshiftConnector",
     "sqlite": "headwater.connectors.sqlite:SqliteConnector",
