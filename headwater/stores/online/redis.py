@@ -26,30 +26,42 @@ if TYPE_CHECKING:
     from headwater.definitions import FeatureView
     from headwater.stores.online.base import OnlineRow
 
-# KEYS[1]: the entity hash. ARGV: event ms, created ms ('' = none), payload, expire-at ms
-# ('' = no ttl). Writes only when the row wins the latest-row rule; returns 1 if written.
+# KEYS: entity hashes. ARGV: per key, four values: event ms, created ms ('' = none), payload,
+# expire-at ms ('' = no ttl). Each row is written only when it wins the latest-row rule; the
+# script returns how many were written. One call carries many entities (the store talks to a
+# single Redis server, so every key is local to it) and runs atomically.
 UPSERT_LUA = """
-local ts = tonumber(ARGV[1])
-local stored = redis.call('HMGET', KEYS[1], 'ts', 'cts')
-if stored[1] then
-  local stored_ts = tonumber(stored[1])
-  if ts < stored_ts then return 0 end
-  if ts == stored_ts then
-    local new_cts = -9.0e18
-    if ARGV[2] ~= '' then new_cts = tonumber(ARGV[2]) end
-    local old_cts = -9.0e18
-    if stored[2] and stored[2] ~= '' then old_cts = tonumber(stored[2]) end
-    if new_cts < old_cts then return 0 end
+local written = 0
+for i, key in ipairs(KEYS) do
+  local base = (i - 1) * 4
+  local ts = tonumber(ARGV[base + 1])
+  local wins = true
+  local stored = redis.call('HMGET', key, 'ts', 'cts')
+  if stored[1] then
+    local stored_ts = tonumber(stored[1])
+    if ts < stored_ts then
+      wins = false
+    elseif ts == stored_ts then
+      local new_cts = -9.0e18
+      if ARGV[base + 2] ~= '' then new_cts = tonumber(ARGV[base + 2]) end
+      local old_cts = -9.0e18
+      if stored[2] and stored[2] ~= '' then old_cts = tonumber(stored[2]) end
+      if new_cts < old_cts then wins = false end
+    end
+  end
+  if wins then
+    redis.call('HSET', key, 'ts', ARGV[base + 1], 'cts', ARGV[base + 2], 'v', ARGV[base + 3])
+    if ARGV[base + 4] ~= '' then
+      redis.call('PEXPIREAT', key, ARGV[base + 4])
+    else
+      redis.call('PERSIST', key)
+    end
+    written = written + 1
   end
 end
-redis.call('HSET', KEYS[1], 'ts', ARGV[1], 'cts', ARGV[2], 'v', ARGV[3])
-if ARGV[4] ~= '' then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
-else
-  redis.call('PERSIST', KEYS[1])
-end
-return 1
+return written
 """
+_ROWS_PER_CALL = 256
 
 _SCHEMAS_SUFFIX = ":#schemas"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
@@ -122,8 +134,14 @@ class RedisOnlineStore:
         if not encoded.keys:
             return 0
         changed = 0
-        entries = zip(
-            encoded.keys, encoded.event_ts_ms, encoded.created_ts_ms, encoded.payloads, strict=True
+        entries = list(
+            zip(
+                encoded.keys,
+                encoded.event_ts_ms,
+                encoded.created_ts_ms,
+                encoded.payloads,
+                strict=True,
+            )
         )
         pipe = self._client.pipeline(transaction=False)
         # The schema goes with the first batch: its reply is skipped when counting changes.
@@ -131,12 +149,17 @@ class RedisOnlineStore:
             f"{self.prefix}{view.name}{_SCHEMAS_SUFFIX}", encoded.schema_id, encoded.schema_bytes
         )
         skip, pending = 1, 0
-        for key, event_ts, created_ts, payload in entries:
-            expire_at = "" if ttl_ms is None else event_ts + ttl_ms
-            args = [event_ts, "" if created_ts is None else created_ts, payload, expire_at]
-            self._upsert(keys=[self._key(view.name, key)], args=args, client=pipe)
+        calls_per_batch = max(1, self.batch_size // _ROWS_PER_CALL)
+        for start in range(0, len(entries), _ROWS_PER_CALL):
+            keys: list[str] = []
+            args: list[Any] = []
+            for key, event_ts, created_ts, payload in entries[start : start + _ROWS_PER_CALL]:
+                keys.append(self._key(view.name, key))
+                expire_at = "" if ttl_ms is None else event_ts + ttl_ms
+                args += [event_ts, "" if created_ts is None else created_ts, payload, expire_at]
+            self._upsert(keys=keys, args=args, client=pipe)
             pending += 1
-            if pending == self.batch_size:
+            if pending == calls_per_batch:
                 changed += sum(pipe.execute()[skip:])
                 skip, pending = 0, 0
         if pending:

@@ -1,0 +1,118 @@
+"""Where a streaming view's dead letters go: a Kafka topic, or a Delta table beside the view.
+
+A dead letter is a message that could not be decoded, broke the schema, had no event time or
+join key, was too large, or arrived after every window it belongs to had closed. None is
+dropped silently. The table form is keyed by (topic, partition, offset), so a micro-batch
+replayed after a crash records each message once; the topic form produces the message again on
+replay (at-least-once) with the same key, partition and offset headers, so readers can tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka import DeadLetter
+    from headwater.stores.offline.base import OfflineStore
+
+DEAD_LETTER_SUFFIX = "__dead_letters"
+
+
+class DeadLetterSink(Protocol):
+    def write(self, letters: Sequence[DeadLetter], run_id: str) -> None:
+        """Record ``letters`` durably before the micro-batch commits."""
+        ...
+
+
+class TopicDeadLetters:
+    """Dead letters produced to ``topic`` (headers carry the check and the reason)."""
+
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
+        from headwater.connectors.kafka import DeadLetterTopic
+
+        self._topic = DeadLetterTopic(conn, topic)
+
+    def write(self, letters: Sequence[DeadLetter], run_id: str) -> None:
+        if letters:
+            self._topic.send(letters)
+            self._topic.flush()
+
+
+def dead_letter_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("topic", pa.string()),
+            ("partition", pa.int32()),
+            ("offset", pa.int64()),
+            ("timestamp", pa.timestamp("ms", tz="UTC")),
+            ("key", pa.binary()),
+            ("value", pa.binary()),
+            ("check", pa.string()),
+            ("reason", pa.string()),
+            ("run_id", pa.string()),
+            ("recorded_at", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+
+
+class TableDeadLetters:
+    """Dead letters in the Delta table ``<offline store path>/<view>__dead_letters/``."""
+
+    def __init__(self, offline: OfflineStore, view_name: str) -> None:
+        self.location = offline.location(view_name + DEAD_LETTER_SUFFIX)
+        self._storage: dict[str, str] | None = getattr(offline, "storage_options", None) or None
+
+    def write(self, letters: Sequence[DeadLetter], run_id: str) -> None:
+        if not letters:
+            return
+        import pyarrow as pa
+        from deltalake import DeltaTable, write_deltalake
+        from deltalake.exceptions import TableNotFoundError
+
+        now = datetime.now(UTC)
+        columns: dict[str, list[Any]] = {
+            "topic": [d.topic for d in letters],
+            "partition": [d.partition for d in letters],
+            "offset": [d.offset for d in letters],
+            "timestamp": [d.timestamp_ms for d in letters],
+            "key": [d.key for d in letters],
+            "value": [d.value for d in letters],
+            "check": [d.check for d in letters],
+            "reason": [d.reason for d in letters],
+            "run_id": [run_id] * len(letters),
+            "recorded_at": [now] * len(letters),
+        }
+        table = pa.table(columns, schema=dead_letter_schema())
+        try:
+            target = DeltaTable(self.location, storage_options=self._storage)
+        except TableNotFoundError:
+            write_deltalake(self.location, table, storage_options=self._storage)
+            return
+        (
+            target.merge(
+                source=table,
+                predicate='t."topic" = s."topic" AND t."partition" = s."partition" '
+                'AND t."offset" = s."offset"',
+                source_alias="s",
+                target_alias="t",
+            )
+            .when_not_matched_insert_all()
+            .execute()
+        )
+
+    def read(self) -> pa.Table:
+        """Everything recorded so far (empty when nothing was)."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            return DeltaTable(self.location, storage_options=self._storage).to_pyarrow_table()
+        except TableNotFoundError:
+            return dead_letter_schema().empty_table()

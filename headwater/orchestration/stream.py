@@ -1,0 +1,787 @@
+"""Streaming workers: a feature view computed from a Kafka topic, micro-batch by micro-batch.
+
+One worker runs one view. It joins the view's consumer group, so several workers (threads of
+``headwater stream --workers N`` or separate processes and pods) share the topic's partitions.
+Each micro-batch goes through the same steps:
+
+1. decode the messages to an Arrow table (bad ones become dead letters);
+2. fold the events into the window state of their partition (late ones become dead letters);
+3. advance the watermark — the minimum over the worker's partitions of the newest event time
+   seen, minus the allowed lateness, a partition idle for ``idle_timeout`` not counting — and
+   close every window that ends at or before it;
+4. write the closed windows' rows to the offline store (a keyed merge) and the online store
+   (the latest-row rule), and the dead letters to their sink;
+5. commit, in one registry transaction, each partition's next offset with its window state.
+
+Step 4 is idempotent (same keys, same values) and step 5 is atomic and fenced by the offset it
+expects, so a worker killed at any point and restarted — or replaced by another after a
+rebalance — replays from the last commit and ends in exactly the state of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from headwater.definitions.kafka import KAFKA_OFFSET, KAFKA_PARTITION, KafkaSource
+from headwater.errors import ConfigError, DefinitionError, HeadwaterError, StaleCheckpoint
+from headwater.observability import stream_metrics as metrics
+from headwater.observability.redact import redact
+from headwater.stores.registry import StreamPartition
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+    from headwater.config import ProjectConfig
+    from headwater.connectors.kafka import DeadLetter
+    from headwater.definitions import FeatureView
+    from headwater.engines.streaming.state import WindowState
+    from headwater.orchestration.dead_letters import DeadLetterSink
+    from headwater.quality.gate import QualityGate
+    from headwater.stores.offline.base import OfflineStore
+    from headwater.stores.online.base import OnlineStore
+    from headwater.stores.registry import Registry
+
+log = logging.getLogger("headwater.stream")
+
+_ASSIGN_TIMEOUT_S = 120.0
+_WRITE_RETRIES = 8
+
+
+@dataclass
+class StreamOptions:
+    """How a worker runs.
+
+    Attributes:
+        until_caught_up: stop once every partition reached the end offset it had at start
+            (after emitting what the watermark closed and committing), instead of running on.
+        max_batch_messages: most messages in one micro-batch.
+        max_batch_wait_s: longest wait for a micro-batch to fill.
+        stop: set it to stop the worker after the current micro-batch.
+        on_batch: called after every committed micro-batch with the running totals.
+    """
+
+    until_caught_up: bool = False
+    max_batch_messages: int = 50_000
+    max_batch_wait_s: float = 0.5
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_batch: Callable[[StreamStats], None] | None = None
+
+
+@dataclass
+class StreamStats:
+    """Running totals of one worker."""
+
+    view: str
+    run_id: str = ""
+    messages: int = 0
+    events: int = 0
+    rows_out: int = 0
+    dead_letters: int = 0
+    late: int = 0
+    batches: int = 0
+    watermark_ms: int | None = None
+    partitions: list[int] = field(default_factory=list)
+    dead_by_check: dict[str, int] = field(default_factory=dict)
+    rows_quarantined: int = 0
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Checks that did not pass in some micro-batch: action and rows failed in all."""
+
+
+@dataclass
+class _Partition:
+    """What a worker knows of one partition it owns."""
+
+    expected: int | None  # the committed next offset (None: never committed)
+    next_offset: int | None
+    max_ts: int | None
+    last_event_at: float
+    dirty: bool = False
+
+
+def fingerprint(view: FeatureView, schema: pa.Schema) -> str:
+    """What the saved window state depends on; a different value means the state is unusable."""
+    source = view.source
+    spec = {
+        "features": [a.to_spec() for a in view.aggregations] or view.projections,
+        "window": None if view.window is None else view.window.to_spec(),
+        "keys": view.join_keys,
+        "timestamp": source.timestamp_field,
+        "created": source.created_timestamp_field,
+        "schema": [(f.name, str(f.type)) for f in schema],
+    }
+    if view.transforms:  # cleaning steps change the values the state holds
+        spec["transforms"] = [step.to_spec() for step in view.transforms]
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def schema_checkpoint(view: str) -> str:
+    return f"stream-schema:{view}"
+
+
+class StreamWorker:
+    """Computes one view from its Kafka topic until stopped (or caught up)."""
+
+    def __init__(
+        self,
+        project: ProjectConfig,
+        view: FeatureView,
+        registry: Registry,
+        offline: OfflineStore,
+        online: OnlineStore | None,
+        engine_connect: Callable[[], duckdb.DuckDBPyConnection],
+        options: StreamOptions | None = None,
+    ) -> None:
+        from headwater.connectors.kafka import kafka_connection
+        from headwater.connectors.kafka_decode import Decoder
+
+        source = view.source
+        if not isinstance(source, KafkaSource):
+            raise DefinitionError(
+                f"view {view.name!r} reads source {source.name!r} of kind {source.kind!r}, "
+                "which is not a stream",
+                fix="`headwater stream` runs views whose source is a KafkaSource; use "
+                "`headwater run` for batch sources",
+            )
+        self.project = project
+        self.view = view
+        self.source: KafkaSource = source
+        self.registry = registry
+        self.offline = offline
+        self.online = online if view.online else None
+        self.options = options or StreamOptions()
+        self.conn = kafka_connection(project, source.connection, f"source {source.name!r}")
+        saved = registry.get_checkpoint(schema_checkpoint(view.name))
+        schema = _schema_from_text(saved) if saved else None
+        self.decoder = Decoder(source, self.conn, schema=schema)
+        self.con = engine_connect()
+        from headwater.transforms.runtime import StreamTransforms
+
+        # Refuses steps without a per-micro-batch meaning; loads (or fits) their statistics.
+        self.transforms = StreamTransforms(view, project=project, registry=registry, con=self.con)
+        self.state: WindowState | None = None
+        self.owned: dict[int, _Partition] = {}
+        self._pending_restore: dict[int, StreamPartition] = {}
+        self.stats = StreamStats(view=view.name)
+        self.lateness_ms = source.lateness_ms()
+        self.idle_s = source.idle_timeout_ms() / 1000
+        self._assigned_once = False
+        self._end_offsets: dict[int, int] = {}
+        self.dead: DeadLetterSink = self._dead_letter_sink()
+        self._checked = bool(getattr(source, "checks", ()) or view.checks)
+        if self.decoder.schema is not None:
+            self._ensure_state(self.decoder.schema)
+
+    # ------------------------------------------------------------------ setup
+    def _dead_letter_sink(self) -> DeadLetterSink:
+        from headwater.orchestration.dead_letters import TableDeadLetters, TopicDeadLetters
+
+        if self.source.dead_letter_topic:
+            return TopicDeadLetters(self.conn, self.source.dead_letter_topic)
+        return TableDeadLetters(self.offline, self.view.name)
+
+    def _ensure_state(self, schema: pa.Schema) -> None:
+        if self.view.kind != "aggregation" or self.state is not None:
+            return
+        from headwater.engines.streaming.state import WindowState
+
+        schema = self.transforms.schema(schema)  # the state holds the transformed columns
+        self._fingerprint = fingerprint(self.view, schema)
+        self.state = WindowState(
+            self.con,
+            self.view,
+            schema,
+            partition_column=KAFKA_PARTITION,
+            offset_column=KAFKA_OFFSET,
+        )
+        for partition, saved in self._pending_restore.items():
+            self._restore(partition, saved)
+        self._pending_restore.clear()
+
+    def _restore(self, partition: int, saved: StreamPartition) -> None:
+        assert self.state is not None
+        found = saved.meta.get("fingerprint")
+        if found is not None and found != self._fingerprint:
+            raise DefinitionError(
+                f"view {self.view.name!r} changed (features, window, keys or source columns) "
+                "since its streaming state was saved",
+                fix=f"run `headwater stream --reset {self.view.name}` to start it over from the "
+                "beginning of the topic",
+            )
+        self.state.restore(partition, saved.state, saved.meta.get("closed"))
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> StreamStats:
+        """Consume until stopped (or caught up); return the totals."""
+        from confluent_kafka import Consumer, KafkaError, KafkaException
+
+        from headwater.connectors.kafka import consumer_config, end_offsets
+
+        options = self.options
+        self.stats.run_id = self.registry.start_run(
+            self.view.name, "stream", {"topic": self.source.topic}
+        )
+        consumer = Consumer(
+            consumer_config(self.conn, group_id=self.source.group_id(self.view.name))
+        )
+        try:
+            self._check_topic(consumer)
+            if options.until_caught_up:
+                self._end_offsets = end_offsets(self.conn, self.source.topic)
+            consumer.subscribe(
+                [self.source.topic],
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_revoke,
+            )
+            started = time.monotonic()
+            while not options.stop.is_set():
+                messages = consumer.consume(options.max_batch_messages, options.max_batch_wait_s)
+                good = []
+                for message in messages:
+                    error = message.error()
+                    if error is None:
+                        good.append(message)
+                    elif error.code() != KafkaError._PARTITION_EOF:
+                        if error.fatal():
+                            raise KafkaException(error)
+                        log.warning(
+                            "kafka error",
+                            extra={"fields": {"view": self.view.name, "error": str(error)}},
+                        )
+                if good:
+                    self._process(consumer, good)
+                elif self.owned:
+                    self._tick(consumer)
+                if options.until_caught_up:
+                    if self._caught_up(consumer):
+                        break
+                    if not self._assigned_once and time.monotonic() - started > _ASSIGN_TIMEOUT_S:
+                        raise HeadwaterError(
+                            f"view {self.view.name!r}: no partition of topic "
+                            f"{self.source.topic!r} was assigned within {_ASSIGN_TIMEOUT_S:.0f}s",
+                            fix="check that the broker is reachable and the consumer group is "
+                            "not held by other workers",
+                        )
+        except BaseException as exc:
+            text = (
+                exc.message if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
+            )
+            self.registry.finish_run(self.stats.run_id, "failed", error=redact(text))
+            consumer.close()
+            raise
+        consumer.close()
+        self.registry.finish_run(
+            self.stats.run_id,
+            "success",
+            rows_in=self.stats.events,
+            rows_out=self.stats.rows_out,
+            details=self._details(),
+        )
+        return self.stats
+
+    def _details(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "messages": s.messages,
+            "dead_letters": s.dead_letters,
+            "dead_letters_by_check": s.dead_by_check,
+            "late": s.late,
+            "batches": s.batches,
+            "watermark_ms": s.watermark_ms,
+            "rows_quarantined": s.rows_quarantined,
+            "quality": s.quality,
+        }
+
+    def _check_topic(self, consumer: Any) -> None:
+        metadata = consumer.list_topics(self.source.topic, timeout=15)
+        topic = metadata.topics.get(self.source.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise ConfigError(
+                f"source {self.source.name!r}: topic {self.source.topic!r} does not exist on "
+                f"{self.conn.bootstrap_servers}",
+                fix="create the topic (with its partitions) or correct `topic=`",
+            )
+
+    # ------------------------------------------------------------------ rebalances
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        numbers = [tp.partition for tp in partitions]
+        saved = self.registry.stream_partitions(self.view.name, self.source.topic, numbers)
+        now = time.monotonic()
+        for tp in partitions:
+            found = saved.get(tp.partition)
+            if found is None:
+                self.owned[tp.partition] = _Partition(None, None, None, now)
+                tp.offset = OFFSET_BEGINNING
+                if self.state is not None:
+                    self.state.restore(tp.partition, None, None)
+                continue
+            self.owned[tp.partition] = _Partition(
+                found.next_offset, found.next_offset, found.meta.get("max_ts"), now
+            )
+            tp.offset = found.next_offset
+            if self.state is not None:
+                self._restore(tp.partition, found)
+            elif self.view.kind == "aggregation":
+                self._pending_restore[tp.partition] = found
+        consumer.assign(partitions)
+        self._assigned_once = True
+        self.stats.partitions = sorted(self.owned)
+        log.info(
+            "partitions assigned",
+            extra={"fields": {"view": self.view.name, "partitions": numbers}},
+        )
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self.owned.pop(tp.partition, None)
+            self._pending_restore.pop(tp.partition, None)
+            if self.state is not None:
+                self.state.drop(tp.partition)
+        consumer.unassign()
+        self.stats.partitions = sorted(self.owned)
+        log.info(
+            "partitions revoked",
+            extra={
+                "fields": {"view": self.view.name, "partitions": [t.partition for t in partitions]}
+            },
+        )
+
+    # ------------------------------------------------------------------ batches
+    def _process(self, consumer: Any, messages: list[Any]) -> None:
+        started = time.perf_counter()
+        decoded = self.decoder.decode(messages)
+        if self.decoder.schema is not None and self.state is None:
+            self._save_schema(self.decoder.schema)
+            self._ensure_state(self.decoder.schema)
+        dead: list[DeadLetter] = list(decoded.dead)
+        now = time.monotonic()
+        seen: set[int] = set()
+        for message in reversed(messages):  # the last message of each partition sets its offset
+            partition = message.partition()
+            if partition in seen:
+                continue
+            seen.add(partition)
+            part = self.owned.get(partition)
+            if part is not None:
+                part.next_offset = message.offset() + 1
+                part.dirty = True
+            if len(seen) == len(self.owned):
+                break
+        table = decoded.table
+        gate = self._gate() if self._checked else None
+        try:
+            if gate is not None and table.num_rows:
+                table = self._checked_source(gate, table)
+            table = self.transforms.apply(table)  # the view's row-level cleaning steps
+            self._fold(consumer, messages, table, dead, now, gate)
+            if gate is not None:
+                gate.commit()  # quarantined rows, before the offsets move past them
+                self._count_quality(gate)
+        finally:
+            if gate is not None:
+                gate.release()
+        self._commit(consumer)
+        name = self.view.name
+        metrics.MESSAGES.labels(name).inc(len(messages))
+        metrics.EVENTS.labels(name).inc(decoded.table.num_rows)
+        metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    def _fold(
+        self,
+        consumer: Any,
+        messages: list[Any],
+        table: pa.Table,
+        dead: list[DeadLetter],
+        now: float,
+        gate: QualityGate | None,
+    ) -> None:
+        """Fold the checked events into the state, close windows, write the effects."""
+        out: list[pa.Table] = []
+        if self.view.kind == "aggregation" and self.state is not None:
+            result = self.state.add(table)
+            if result.late or result.keyless:
+                dead += self._letters(messages, result.late, "late", self._late_reason)
+                dead += self._letters(messages, result.keyless, "schema", self._keyless_reason)
+            for partition, ts in result.max_ts.items():
+                part = self.owned.get(partition)
+                if part is not None:
+                    part.max_ts = ts if part.max_ts is None else max(part.max_ts, ts)
+                    part.last_event_at = now
+            if self.view.emit == "update":
+                out.append(self.state.updates())
+            out.append(self._close(now))
+            self.stats.late += len(result.late)
+        else:
+            rows, keyless = self._project(table)
+            out.append(rows)
+            dead += self._letters(messages, keyless, "schema", self._keyless_reason)
+        self.stats.messages += len(messages)
+        self.stats.events += table.num_rows
+        if gate is not None and self.view.checks:
+            out = [self._checked_output(gate, out)]
+        self._write(out, dead)
+
+    # ------------------------------------------------------------------ quality
+    def _gate(self) -> QualityGate:
+        from headwater.quality.gate import QualityGate
+
+        # Results are summed into the run's details rather than recorded per micro-batch.
+        return QualityGate(
+            self.con,
+            self.view,
+            run_id=self.stats.run_id,
+            project=self.project,
+            registry=None,
+            offline=self.offline,
+        )
+
+    def _checked_source(self, gate: QualityGate, table: pa.Table) -> pa.Table:
+        self.con.register("__hw_decoded", table)
+        try:
+            relation = gate.source("__hw_decoded")
+            return self.con.sql(f"SELECT * FROM {relation}").to_arrow_table()
+        finally:
+            self.con.unregister("__hw_decoded")
+
+    def _checked_output(self, gate: QualityGate, out: list[pa.Table]) -> pa.Table:
+        import pyarrow as pa
+
+        tables = [t for t in out if t.num_rows]
+        if not tables:
+            return out[0] if out else pa.table({})
+        rows = pa.concat_tables(tables)
+        if len(tables) > 1:
+            self.con.register("__hw_out", rows)
+            try:
+                rows = self.con.sql("SELECT DISTINCT * FROM __hw_out").to_arrow_table()
+            finally:
+                self.con.unregister("__hw_out")
+        return gate.output(rows.to_reader()).read_all()
+
+    def _count_quality(self, gate: QualityGate) -> None:
+        quality = self.stats.quality
+        for _stage, result in gate.report.results:
+            if result.action == "passed":
+                continue
+            entry = quality.setdefault(result.check, {"action": result.action, "rows_failed": 0})
+            entry["rows_failed"] += result.rows_failed
+        self.stats.rows_quarantined += gate.rows_quarantined
+
+    def _tick(self, consumer: Any) -> None:
+        """No message arrived: idle partitions may now let windows close."""
+        if self.view.kind != "aggregation" or self.state is None or self.options.until_caught_up:
+            return
+        before = dict(self.state.closed)
+        out = self._close(time.monotonic())
+        if out.num_rows or self.state.closed != before:
+            for partition in self.owned:
+                self.owned[partition].dirty = True
+            self._write([out], [])
+            self._commit(consumer)
+
+    def _watermark(self, now: float) -> int | None:
+        """Min over the partitions that delivered events and are not idle of their newest
+        event time, minus the lateness. When every such partition is idle, the stream is
+        quiet: the newest event time of any partition decides, so windows still close."""
+        seen = [p for p in self.owned.values() if p.max_ts is not None]
+        if not seen:
+            return None
+        active = [
+            p.max_ts
+            for p in seen
+            if p.max_ts is not None
+            and (self.options.until_caught_up or now - p.last_event_at < self.idle_s)
+        ]
+        if not active:
+            return max(p.max_ts for p in seen if p.max_ts is not None) - self.lateness_ms
+        return min(active) - self.lateness_ms
+
+    def _close(self, now: float) -> pa.Table:
+        assert self.state is not None
+        watermark = self._watermark(now)
+        if watermark is None:
+            return self.state.close({})
+        if self.stats.watermark_ms is None or watermark > self.stats.watermark_ms:
+            self.stats.watermark_ms = watermark
+        closing = {p: watermark for p, part in self.owned.items() if part.max_ts is not None}
+        for partition in closing:
+            if self.state.closed.get(partition) != watermark:
+                self.owned[partition].dirty = True
+        return self.state.close(closing)
+
+    def _project(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, int]]]:
+        from headwater.definitions.naming import quote_ident as q
+        from headwater.engines.compile import compile_view
+
+        con = self.con
+        con.register("__hw_batch", table)
+        try:
+            keys_null = " OR ".join(f"{q(k)} IS NULL" for k in self.view.join_keys)
+            keyless = con.execute(
+                f"SELECT {q(KAFKA_PARTITION)}, {q(KAFKA_OFFSET)} FROM __hw_batch WHERE {keys_null}"
+            ).fetchall()
+            rows = con.sql(compile_view(self.view, "__hw_batch", table.schema)).to_arrow_table()
+        finally:
+            con.unregister("__hw_batch")
+        return rows, [(int(p), int(o)) for p, o in keyless]
+
+    def _letters(
+        self,
+        messages: list[Any],
+        where: list[tuple[int, int]],
+        check: str,
+        reason: Callable[[Any], str],
+    ) -> list[DeadLetter]:
+        if not where:
+            return []
+        from headwater.connectors.kafka import DeadLetter
+
+        wanted = set(where)
+        letters = []
+        for message in messages:
+            if (message.partition(), message.offset()) in wanted:
+                _kind, ts = message.timestamp()
+                letters.append(
+                    DeadLetter(
+                        topic=message.topic(),
+                        partition=message.partition(),
+                        offset=message.offset(),
+                        timestamp_ms=ts if ts and ts > 0 else None,
+                        key=message.key(),
+                        value=message.value(),
+                        check=check,
+                        reason=reason(message),
+                    )
+                )
+        return letters
+
+    def _late_reason(self, message: Any) -> str:
+        closed = self.state.closed.get(message.partition()) if self.state else None
+        return (
+            f"late event: every window it belongs to closed when the watermark of partition "
+            f"{message.partition()} passed {closed} ms (allowed lateness "
+            f"{self.lateness_ms} ms)"
+        )
+
+    def _keyless_reason(self, message: Any) -> str:
+        return f"join key {', '.join(self.view.join_keys)} missing or null"
+
+    # ------------------------------------------------------------------ effects
+    def _write(self, outputs: list[pa.Table], dead: list[DeadLetter]) -> None:
+        import pyarrow as pa
+
+        outputs = [t for t in outputs if t.num_rows]
+        if outputs:
+            rows = pa.concat_tables(outputs) if len(outputs) > 1 else outputs[0]
+            if len(outputs) > 1:
+                self.con.register("__hw_out", rows)
+                try:
+                    rows = self.con.sql("SELECT DISTINCT * FROM __hw_out").to_arrow_table()
+                finally:
+                    self.con.unregister("__hw_out")
+            if self.view.offline:
+                self._write_offline(rows)
+            if self.online is not None:
+                self.online.write(self.view, rows)
+            self.stats.rows_out += rows.num_rows
+            metrics.ROWS_OUT.labels(self.view.name).inc(rows.num_rows)
+        if dead:
+            self.dead.write(dead, self.stats.run_id)
+            self.stats.dead_letters += len(dead)
+            for letter in dead:
+                self.stats.dead_by_check[letter.check] = (
+                    self.stats.dead_by_check.get(letter.check, 0) + 1
+                )
+                metrics.DEAD_LETTERS.labels(self.view.name, letter.check).inc()
+                if letter.check == "late":
+                    metrics.LATE.labels(self.view.name).inc()
+
+    def _write_offline(self, rows: pa.Table) -> None:
+        """Merge ``rows`` into the offline table, retrying when another worker's commit to the
+        same table got in first (the write is idempotent, so trying again is safe)."""
+        attempt = 0
+        while True:
+            try:
+                self.offline.write(self.view, rows.to_reader(), seq=self.registry.next_seq())
+                return
+            except DefinitionError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                if attempt > _WRITE_RETRIES:
+                    raise
+                delay = min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5)
+                log.warning(
+                    "offline write conflicted with another writer; retrying",
+                    extra={
+                        "fields": {"view": self.view.name, "attempt": attempt, "error": str(exc)}
+                    },
+                )
+                time.sleep(delay)
+
+    def _commit(self, consumer: Any) -> None:
+        from confluent_kafka import TopicPartition
+
+        updates: list[tuple[int | None, StreamPartition]] = []
+        for partition, part in self.owned.items():
+            if not part.dirty or part.next_offset is None:
+                continue
+            meta = {
+                "max_ts": part.max_ts,
+                "closed": self.state.closed.get(partition) if self.state else None,
+                "fingerprint": getattr(self, "_fingerprint", None),
+            }
+            blob = self.state.snapshot(partition) if self.state else None
+            updates.append(
+                (part.expected, StreamPartition(partition, part.next_offset, meta, blob))
+            )
+        if not updates:
+            return
+        try:
+            self.registry.commit_stream(self.view.name, self.source.topic, updates)
+        except StaleCheckpoint as exc:
+            log.warning(
+                "partition moved to another worker; reloading",
+                extra={"fields": {"view": self.view.name, "error": exc.message}},
+            )
+            self._reload(consumer, [u[1].partition for u in updates])
+            return
+        for _expected, saved in updates:
+            part = self.owned[saved.partition]
+            part.expected = saved.next_offset
+            part.dirty = False
+        self.stats.batches += 1
+        metrics.BATCHES.labels(self.view.name).inc()
+        if self.stats.watermark_ms is not None:
+            metrics.WATERMARK.labels(self.view.name).set(self.stats.watermark_ms)
+        consumer.commit(
+            offsets=[
+                TopicPartition(self.source.topic, saved.partition, saved.next_offset)
+                for _e, saved in updates
+            ],
+            asynchronous=True,
+        )
+        if self.options.on_batch is not None:
+            self.options.on_batch(self.stats)
+
+    def _reload(self, consumer: Any, partitions: list[int]) -> None:
+        """After a refused commit: take the partitions' saved progress again and seek there."""
+        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+
+        saved = self.registry.stream_partitions(self.view.name, self.source.topic, partitions)
+        now = time.monotonic()
+        for partition in partitions:
+            found = saved.get(partition)
+            offset = found.next_offset if found else OFFSET_BEGINNING
+            self.owned[partition] = _Partition(
+                found.next_offset if found else None,
+                found.next_offset if found else None,
+                found.meta.get("max_ts") if found else None,
+                now,
+            )
+            if self.state is not None:
+                if found is None:
+                    self.state.restore(partition, None, None)
+                else:
+                    self._restore(partition, found)
+            consumer.seek(TopicPartition(self.source.topic, partition, offset))
+
+    def _caught_up(self, consumer: Any) -> bool:
+        """True once this worker's partitions reached their end offsets *and* the committed
+        progress of every partition of the topic did: a partition of a worker that died is
+        taken over (after the group notices) rather than left behind."""
+        if not self._assigned_once:
+            return False
+        from confluent_kafka import TopicPartition
+
+        for partition, part in self.owned.items():
+            end = self._end_offsets.get(partition, 0)
+            if end <= 0:
+                continue
+            position = part.next_offset
+            if position is None or position < end:
+                # Transaction markers occupy offsets no message reports: ask the consumer.
+                pos = consumer.position([TopicPartition(self.source.topic, partition)])[0].offset
+                if pos < end:
+                    return False
+        pending = [p for p, end in self._end_offsets.items() if end > 0 and p not in self.owned]
+        if not pending:
+            return True
+        saved = self.registry.stream_partitions(self.view.name, self.source.topic, pending)
+        return all(p in saved and saved[p].next_offset >= self._end_offsets[p] for p in pending)
+
+    def _save_schema(self, schema: pa.Schema) -> None:
+        text = base64.b64encode(schema.serialize().to_pybytes()).decode()
+        self.registry.set_checkpoint(schema_checkpoint(self.view.name), text)
+
+
+def _schema_from_text(text: str) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def run_streams(
+    project: ProjectConfig, views: list[FeatureView], options: StreamOptions
+) -> list[StreamStats]:
+    """Run one worker per view, each in its own thread with its own stores; return their totals.
+
+    The first worker to fail stops the others and its error is raised.
+    """
+    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.stores.offline import open_offline_store
+    from headwater.stores.online import open_online_store
+    from headwater.stores.registry import Registry
+
+    results: dict[str, StreamStats] = {}
+    errors: list[BaseException] = []
+
+    def work(view: FeatureView) -> None:
+        registry = Registry.open(project)
+        online = open_online_store(project) if view.online else None
+        try:
+            worker = StreamWorker(
+                project,
+                view,
+                registry,
+                open_offline_store(project),
+                online,
+                DuckDBEngine(project).connect,
+                options,
+            )
+            results[view.name] = worker.run()
+        except BaseException as exc:
+            errors.append(exc)
+            options.stop.set()
+        finally:
+            if online is not None:
+                online.close()
+            registry.close()
+
+    if len(views) == 1:
+        work(views[0])
+    else:
+        threads = [
+            threading.Thread(target=work, args=(v,), name=f"stream-{v.name}", daemon=True)
+            for v in views
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    if errors:
+        raise errors[0]
+    return [results[v.name] for v in views if v.name in results]
