@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from headwater import checks, transforms
 from headwater.definitions import (
     Avg,
     Count,
@@ -16,6 +17,7 @@ from headwater.definitions import (
     FeatureView,
     FileSource,
     Hopping,
+    KafkaSource,
     Last,
     Max,
     Min,
@@ -42,6 +44,7 @@ __all__ = [
     "FeatureView",
     "FileSource",
     "Hopping",
+    "KafkaSource",
     "Last",
     "Max",
     "Min",
@@ -53,6 +56,8 @@ __all__ = [
     "Sum",
     "Tumbling",
     "__version__",
+    "checks",
+    "transforms",
 ]
 
 

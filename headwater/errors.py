@@ -6,6 +6,8 @@ Every error names the thing that is wrong, where it is, and how to fix it. The C
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class HeadwaterError(Exception):
     """Base class of every error headwater raises on purpose."""
@@ -46,6 +48,24 @@ class NotFound(HeadwaterError):
 
 class RunFailed(HeadwaterError):
     """A pipeline run failed; the cause is chained."""
+
+
+class QualityFailed(HeadwaterError):
+    """Data-quality checks of severity ``fail`` failed; the run wrote nothing.
+
+    ``failures`` holds the failed checks' results (``headwater.quality.CheckResult``).
+    """
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, failures: list[Any] | None = None
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.failures = list(failures or [])
+
+
+class StaleCheckpoint(HeadwaterError):
+    """Another worker committed a streaming partition since this worker last read it (the
+    partition moved in a rebalance); the commit was refused and nothing of it was saved."""
 
 
 def require(module: str, extra: str) -> object:

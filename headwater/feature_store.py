@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from headwater.engines.retrieval import OnlineResponse, RetrievalJob
     from headwater.orchestration.materialize import MaterializeResult
     from headwater.orchestration.runner import RunResult
+    from headwater.orchestration.stream import StreamOptions, StreamStats
+    from headwater.quality.gate import QualityReport
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.online.base import OnlineStore
-    from headwater.stores.registry import ApplyDiff, Registry
+    from headwater.stores.registry import ApplyDiff, CheckRecord, Registry
 
 
 @dataclass
@@ -57,6 +59,8 @@ class ViewStatus:
     latest_event: Any
     last_run: Any
     materialized_seq: int | None
+    quality: list[CheckRecord] = field(default_factory=list)
+    """Check results of the last run."""
 
 
 class FeatureStore:
@@ -119,6 +123,8 @@ class FeatureStore:
             ConnectionFailed: a source's server cannot be reached.
         """
         from headwater.connectors import open_connector
+        from headwater.quality.validate import validate_view
+        from headwater.transforms.runtime import validate as validate_transforms
 
         defs = self.definitions
         schemas: dict[str, pa.Schema] = {}
@@ -127,7 +133,10 @@ class FeatureStore:
             source = view.source
             if source.name not in source_schemas:
                 source_schemas[source.name] = open_connector(source, self.config).schema()
-            schemas[view.name] = self.engine.validate(view, source_schemas[source.name])
+            # The features read the columns the view's cleaning steps leave.
+            computed_from = validate_transforms(view, source_schemas[source.name])
+            schemas[view.name] = self.engine.validate(view, computed_from)
+            validate_view(view, source_schemas[source.name], schemas[view.name])
         specs = [e.to_spec() for e in defs.entities.values()]
         specs += [s.to_spec() for s in defs.sources.values()]
         specs += [v.to_spec() for v in defs.views.values()]
@@ -136,6 +145,8 @@ class FeatureStore:
         diff = self.registry.apply(specs)
         for name, schema in schemas.items():
             self.registry.set_schema(name, schema)
+        for name, schema in source_schemas.items():
+            self.registry.set_source_schema(name, schema)  # the schema contracts' reference
         return ApplyReport(diff, sorted(schemas), False)
 
     # ------------------------------------------------------------------ run / materialize
@@ -204,6 +215,51 @@ class FeatureStore:
             for view in self._select(views)
             if view.online
         ]
+
+    def stream(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        until_caught_up: bool = False,
+        options: StreamOptions | None = None,
+    ) -> list[StreamStats]:
+        """Compute streaming views from their Kafka topics into the offline and online stores.
+
+        Runs until ``options.stop`` is set, or with ``until_caught_up`` until every partition
+        reached the end offset it had at start (windows the watermark closed are written and
+        committed; windows still open stay in the saved state for the next run).
+        """
+        from headwater.orchestration.stream import StreamOptions, run_streams
+
+        selected = [v for v in self._select(views) if v.source.kind == "kafka"]
+        if views:
+            batch = [v.name for v in self._select(views) if v.source.kind != "kafka"]
+            if batch:
+                raise DefinitionError(
+                    f"view {batch[0]!r} reads a batch source, not a stream",
+                    fix="`headwater stream` runs views whose source is a KafkaSource; use "
+                    "`headwater run` for the others",
+                )
+        if not selected:
+            raise DefinitionError(
+                "no feature view in this project reads a streaming source",
+                fix="declare a view over a KafkaSource, or use `headwater run` for batch sources",
+            )
+        options = options or StreamOptions()
+        if until_caught_up:
+            options.until_caught_up = True
+        return run_streams(self.config, selected, options)
+
+    def reset_stream(self, views: Sequence[str]) -> dict[str, int]:
+        """Forget the saved offsets and window state of streaming ``views`` (the next
+        ``stream`` starts them from the beginning of their topics)."""
+        from headwater.orchestration.stream import schema_checkpoint
+
+        forgotten = {}
+        for view in self._select(views):
+            forgotten[view.name] = self.registry.reset_stream(view.name)
+            self.registry.delete_checkpoint(schema_checkpoint(view.name))
+        return forgotten
 
     # ------------------------------------------------------------------ retrieval
     def _schema(self, view: str) -> pa.Schema:
@@ -294,6 +350,37 @@ class FeatureStore:
             con.close()
         return RetrievalJob(table)
 
+    # ------------------------------------------------------------------ data quality
+    def check(
+        self,
+        views: Sequence[str] | None = None,
+        *,
+        full: bool = False,
+        on_step: Callable[[str], None] | None = None,
+    ) -> list[QualityReport]:
+        """Run the data-quality checks of ``views`` (all by default) on the rows their next run
+        would read, writing nothing: a dry run for a new source. ``full`` reads sources from
+        the start instead of from their cursors."""
+        from headwater.orchestration.runner import Runner
+
+        runner = Runner(self.config, self.registry, self.offline, self.engine)
+        return [runner.check(view, full=full, on_step=on_step) for view in self._select(views)]
+
+    def quality(
+        self, view: str | None = None, *, run_id: str | None = None, runs: int = 1
+    ) -> list[CheckRecord]:
+        """Recorded check results: of the last ``runs`` runs of ``view`` (of every view when
+        ``None``), or of one run by ``run_id``."""
+        if run_id is not None:
+            return self.registry.check_results(run_id=run_id)
+        names = [self.view(view).name] if view else sorted(self.definitions.views)
+        found: list[CheckRecord] = []
+        for name in names:
+            records = self.registry.check_results(name)
+            latest = list(dict.fromkeys(r.run_id for r in records))[:runs]
+            found += [r for r in records if r.run_id in latest]
+        return found
+
     # ------------------------------------------------------------------ status
     def status(self) -> list[ViewStatus]:
         """Views with their last run, offline row count, newest event and materialization."""
@@ -314,6 +401,7 @@ class FeatureStore:
                     ).to_arrow_table()
                     rows, latest = table["n"][0].as_py(), table["latest"][0].as_py()
                 mark = self.registry.get_checkpoint(mark_checkpoint(view.name))
+                last_run = self.registry.last_run(view.name, "run", status=None)
                 result.append(
                     ViewStatus(
                         name=view.name,
@@ -322,8 +410,11 @@ class FeatureStore:
                         source=view.source.name,
                         offline_rows=rows,
                         latest_event=latest,
-                        last_run=self.registry.last_run(view.name, "run", status=None),
+                        last_run=last_run,
                         materialized_seq=None if mark is None else int(mark["seq"]),
+                        quality=[]
+                        if last_run is None
+                        else self.registry.check_results(run_id=last_run.run_id),
                     )
                 )
         finally:
@@ -331,10 +422,14 @@ class FeatureStore:
         return result
 
     def close(self) -> None:
-        """Release connections held by the stores."""
+        """Release connections held by the stores and the PostgreSQL connection pools."""
         for name in ("online", "registry"):
             if name in self.__dict__:
                 self.__dict__[name].close()
+        if any(c.type == "postgres" for c in self.config.connections.values()):
+            from headwater.connectors.pg_pool import close_pools
+
+            close_pools(self.config)
 
     def __enter__(self) -> FeatureStore:
         return self

@@ -207,6 +207,8 @@ def run(
         )
         for result in results:
             skipped = f", {result.rows_skipped} skipped" if result.rows_skipped else ""
+            if result.rows_quarantined:
+                skipped += f", [yellow]{result.rows_quarantined} quarantined[/]"
             console.print(
                 f"[green]✓[/] {result.view}: {result.rows_in} rows in, "
                 f"{result.inserted} inserted, {result.updated} updated, "
@@ -269,19 +271,66 @@ def materialize(
 @app.command()
 def stream(
     views: Views = None,
+    until_caught_up: Annotated[
+        bool,
+        typer.Option(
+            "--until-caught-up",
+            help="Stop once every partition reached the end offset it had at start.",
+        ),
+    ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes sharing the topics.")
+    ] = 1,
+    reset: Annotated[
+        bool,
+        typer.Option("--reset", help="Forget saved offsets and window state first (start over)."),
+    ] = False,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", min=1, help="Most messages per micro-batch.")
+    ] = 50_000,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus metrics on this port (/metrics)."),
+    ] = None,
     repo: Repo = Path("."),
 ) -> None:
-    """Run streaming workers for views whose source is a stream."""
+    """Run streaming workers for views whose source is a Kafka topic.
+
+    Workers of the same views share partitions through Kafka consumer groups: run more
+    processes (or --workers N) to scale out. Stop with Ctrl-C / SIGTERM: the current
+    micro-batch is finished and committed first.
+    """
+    from headwater.cli import stream as streaming
+
     with _errors():
         store = _store(repo)
-        from headwater.errors import DefinitionError
-
-        streaming = [v for v in store.definitions.views.values() if v.source.kind == "kafka"]
-        if not streaming:
-            raise DefinitionError(
-                "no feature view in this project reads a streaming source",
-                fix="use `headwater run` for batch sources",
+        if reset:
+            names = views or [
+                v.name for v in store.definitions.views.values() if v.source.kind == "kafka"
+            ]
+            for name, count in store.reset_stream(names).items():
+                typer.echo(f"{name}: forgot {count} partition(s)")
+        if workers > 1:
+            store.close()
+            code = streaming.run_workers(
+                repo,
+                list(views or []),
+                workers=workers,
+                until_caught_up=until_caught_up,
+                max_batch=max_batch,
             )
+            raise typer.Exit(code)
+        if metrics_port is not None:
+            from headwater.observability import stream_metrics
+
+            stream_metrics.serve(metrics_port)
+        try:
+            stats = streaming.run_here(
+                store, views, until_caught_up=until_caught_up, max_batch=max_batch
+            )
+        finally:
+            store.close()
+        streaming.show(stats)
 
 
 # ---------------------------------------------------------------------- retrieval
@@ -426,7 +475,8 @@ def status(repo: Repo = Path(".")) -> None:
         rows = store.status()
         store.close()
     table = Table(title=f"project {store.config.project}")
-    for column in ("view", "shape", "entity", "source", "last run", "rows", "newest event", "age"):
+    columns = ("view", "shape", "entity", "source", "last run", "rows", "newest event", "age")
+    for column in (*columns, "quality"):
         table.add_column(column)
     now = datetime.now(UTC)
     for item in rows:
@@ -446,8 +496,124 @@ def status(repo: Repo = Path(".")) -> None:
             str(item.offline_rows),
             "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S}",
             age,
+            _quality_summary(item.quality, item.last_run),
         )
     _console().print(table)
+
+
+def _quality_summary(results: list[Any], run: Any) -> str:
+    """``ok (3 checks)``, or what went wrong in the last run's checks."""
+    if not results:
+        return "-"
+    actions = [r.action for r in results]
+    parts = [
+        f"[{colour}]{actions.count(action)} {action}[/]"
+        for action, colour in (("failed", "red"), ("quarantined", "yellow"), ("warned", "yellow"))
+        if action in actions
+    ]
+    rows = (run.details or {}).get("rows_quarantined") if run is not None else None
+    if rows:
+        parts.append(f"[yellow]{rows} rows set aside[/]")
+    return ", ".join(parts) or f"[green]ok[/] ({len(results)} checks)"
+
+
+_ACTION_COLOURS = {"passed": "green", "warned": "yellow", "quarantined": "yellow", "failed": "red"}
+
+
+@app.command()
+def check(
+    views: Views = None,
+    repo: Repo = Path("."),
+    full: Annotated[
+        bool, typer.Option(help="Read sources from the start, not from their cursors.")
+    ] = False,
+) -> None:
+    """Run the data-quality checks alone, writing nothing (a dry run for a new source)."""
+    from rich.table import Table
+
+    console = _console()
+    with _errors():
+        store = _store(repo)
+        names = list(views or sorted(store.definitions.views))
+        reports = _run_with_progress(
+            "checking", names, lambda v, on_step: store.check(v, full=full, on_step=on_step)
+        )
+        store.close()
+    failed = False
+    for report in reports:
+        if not report.results:
+            console.print(f"{report.view}: no checks")
+            continue
+        table = Table(title=f"{report.view} (dry run: nothing written)")
+        for column in ("stage", "check", "severity", "result", "rows", "failed", "detail"):
+            table.add_column(column)
+        for stage, result in report.results:
+            colour = _ACTION_COLOURS.get(result.action, "white")
+            table.add_row(
+                stage,
+                result.check,
+                result.severity,
+                f"[{colour}]{result.action}[/]",
+                str(result.rows_checked),
+                str(result.rows_failed),
+                result.message.partition(": ")[2],
+            )
+        console.print(table)
+        failed = failed or report.failed
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def quality(
+    view: Annotated[str | None, typer.Argument(help="A feature view (default: all).")] = None,
+    repo: Repo = Path("."),
+    run: Annotated[str | None, typer.Option("--run", help="Results of this run id.")] = None,
+    runs: Annotated[int, typer.Option(help="How many recent runs per view.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Data-quality results recorded by recent runs."""
+    from rich.table import Table
+
+    with _errors():
+        store = _store(repo)
+        records = store.quality(view, run_id=run, runs=runs)
+        store.close()
+    if as_json:
+        typer.echo(
+            json.dumps(
+                [
+                    {k: _jsonable(v) for k, v in vars(r).items()} | {"columns": list(r.columns)}
+                    for r in records
+                ]
+            )
+        )
+        return
+    if not records:
+        typer.echo("no check results recorded yet (declare checks=[...] and run)")
+        return
+    table = Table(title="data quality")
+    for column in ("view", "run", "stage", "check", "severity", "result", "rows", "failed"):
+        table.add_column(column)
+    table.add_column("sample")
+    for r in records:
+        colour = _ACTION_COLOURS.get(r.action, "white")
+        table.add_row(
+            r.view,
+            r.run_id[:12],
+            r.stage,
+            r.check,
+            r.severity,
+            f"[{colour}]{r.action}[/]",
+            str(r.rows_checked),
+            str(r.rows_failed),
+            ", ".join(str(_jsonable(v)) for v in r.sample[:3]),
+        )
+    console = _console()
+    console.print(table)
+    for r in records:
+        if r.action != "passed":
+            console.print(f"[{_ACTION_COLOURS.get(r.action, 'white')}]{r.action}[/] {r.message}")
 
 
 def _age(delta: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -36,20 +36,72 @@ class PostgresConnection(_Model):
     read is retried whole from the same checkpoint; a partitioned read retries the partition."""
     retry_backoff_s: Annotated[float, Field(ge=0)] = 0.5
     """Delay before the first retry, in seconds; doubled on each further retry, with jitter."""
+    pool_min_size: Annotated[int, Field(ge=0)] = 0
+    """psycopg connections (describing reads, partition bounds, the PostgreSQL sink) the
+    process keeps open even when idle; 0 opens them on first use and closes them after 10
+    idle minutes."""
+    pool_max_size: Annotated[int, Field(ge=1)] = 4
+    """At most this many psycopg connections are open at once (a further request waits up to
+    ``pool_timeout_s``), and at most this many idle reader connections are kept for the next
+    read; a partitioned read keeps as many as it reads ranges at once (up to 4)."""
+    pool_timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds a request waits for a free pooled connection before the run fails."""
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> PostgresConnection:
+        if self.pool_max_size < self.pool_min_size:
+            raise ValueError(
+                f"pool_max_size ({self.pool_max_size}) must be at least pool_min_size "
+                f"({self.pool_min_size}): raise pool_max_size or lower pool_min_size"
+            )
+        return self
 
 
 class KafkaConnection(_Model):
-    """An Apache Kafka cluster (used by streaming sources)."""
+    """An Apache Kafka cluster (Kafka sources, dead-letter topics, the streaming engine)."""
 
     type: Literal["kafka"] = "kafka"
     bootstrap_servers: str
-    """``host:port[,host:port...]``."""
+    """``host:port[,host:port...]``: the brokers a client contacts first."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How clients talk to the brokers: in clear, over TLS, with SASL, or SASL over TLS."""
     sasl_mechanism: str | None = None
+    """SASL mechanism (``PLAIN``, ``SCRAM-SHA-256``, ``SCRAM-SHA-512``, ``OAUTHBEARER``, ...)."""
     sasl_username: str | None = None
+    """SASL user name."""
     sasl_password: SecretStr | None = None
-    settings: dict[str, str] = Field(default_factory=dict)
-    """Any librdkafka setting, passed through."""
+    """SASL password (take it from the environment: ``${KAFKA_PASSWORD}``)."""
+    ssl_ca_location: str | None = None
+    """PEM file of the certificate authorities that signed the brokers' certificates (relative
+    paths are read from the project folder); also used to check the schema registry."""
+    ssl_certificate_location: str | None = None
+    """PEM file of this client's certificate, for brokers that require client authentication."""
+    ssl_key_location: str | None = None
+    """PEM file of this client's private key."""
+    ssl_key_password: SecretStr | None = None
+    """Password of the private key, if it is encrypted."""
+    schema_registry_url: SecretStr | None = None
+    """Confluent-compatible schema registry that resolves the schema ids of Avro messages in
+    the Confluent wire format, e.g. ``https://user:password@registry:8081``."""
+    settings: dict[str, SecretStr] = Field(default_factory=dict)
+    """Any librdkafka setting (``client.id``, ``session.timeout.ms``, ...), passed through and
+    taking precedence over headwater's defaults; kept secret because some hold credentials."""
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _settings_as_text(cls, value: Any) -> Any:
+        # YAML reads ``session.timeout.ms: 6000`` as a number; librdkafka takes text.
+        if not isinstance(value, dict):
+            return value
+        return {key: _setting_text(item) for key, item in value.items()}
+
+
+def _setting_text(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
 
 
 class RedshiftConnection(_Model):

@@ -5,8 +5,10 @@ A source with ``partition_column`` and ``num_partitions`` is read as that many h
 ``max`` of the rows to read). The first range has no lower bound and also takes the NULLs; the
 last has no upper bound: every row falls in exactly one range, whatever the bounds.
 
-Each range is one COPY on its own connection (``application_name`` ``headwater:<source>:p<i>``),
-a few at a time on a small thread pool. A range that loses its connection is read again, alone,
+Each range is one COPY on its own connection (``application_name``
+``headwater:<source>:p<i>``), a few at a time on a small thread pool; the connections come
+from, and go back to, the connection's pool of reader connections
+(:mod:`headwater.connectors.pg_pool`). A range that loses its connection is read again, alone,
 after an exponential backoff with jitter. So that a retried range never yields a row twice, its
 batches are spooled to an Arrow IPC file in the engine's temp directory and handed on only once
 the range is complete (as Spark commits a task's output only when the task succeeds). Memory
@@ -27,6 +29,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from headwater.connectors.pg_pool import reader_pool
 from headwater.connectors.streams import ConnectionLost, backoff_delay
 from headwater.definitions.naming import quote_ident
 from headwater.errors import ConnectionFailed, DefinitionError
@@ -133,10 +136,12 @@ def _batches(
         app = f"headwater:{source.name}:p{index}"
         readers.append(partial(connector.stream, plan.schema, sql, params, app))
     project, config = connector.project, connector.conn_config
+    workers = min(len(readers), MAX_WORKERS)
+    reader_pool(config).reserve(workers)  # each range's connection is kept for the next read
     yield from run_parallel(
         readers,
         plan.schema,
-        workers=min(len(readers), MAX_WORKERS),
+        workers=workers,
         retries=int(config.retries),
         backoff_s=float(config.retry_backoff_s),
         spool_root=project.resolve(project.engine.temp_directory),
@@ -147,22 +152,21 @@ def _batches(
 def _min_max(connector: PostgresConnector, plan: ReadPlan, name: str) -> tuple[Any, Any]:
     import psycopg
 
+    from headwater.connectors.pg_pool import pooled
     from headwater.connectors.pg_session import set_config_sql
-    from headwater.connectors.postgres import connect
 
     column = quote_ident(name)
     settings = plan.params.settings()
-    conn = connect(connector.conn_config, what=connector.what)
-    try:
-        if settings:
-            conn.execute(set_config_sql(len(settings), "%s"), [v for s in settings for v in s])
-        row = conn.execute(
-            f"SELECT min({column}), max({column}) FROM ({plan.base}) AS b"
-        ).fetchone()
-    except psycopg.Error as exc:
-        raise connector.read_error(exc) from None
-    finally:
-        conn.close()
+    # The settings stay on the pooled session until it is given back (RESET ALL then).
+    with pooled(connector.conn_config, what=connector.what) as conn:
+        try:
+            if settings:
+                conn.execute(set_config_sql(len(settings), "%s"), [v for s in settings for v in s])
+            row = conn.execute(
+                f"SELECT min({column}), max({column}) FROM ({plan.base}) AS b"
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise connector.read_error(exc) from None
     return (None, None) if row is None else (row[0], row[1])
 
 

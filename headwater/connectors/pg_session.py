@@ -40,19 +40,33 @@ def unreachable(what: str, dsn: str, exc: BaseException) -> ConnectionFailed:
     )
 
 
-def reader_conninfo(conn_config: PostgresConnection, *, application_name: str) -> str:
-    """The libpq connection string of a reader: the connection's options (``sslmode``, ...), a
-    UTC session, the statement timeout, and ``application_name`` (replacing any configured
-    one, so that a read can be found in ``pg_stat_activity``)."""
-    from psycopg.conninfo import make_conninfo
+def session_conninfo(
+    conn_config: PostgresConnection, *, application_name: str | None = None
+) -> str:
+    """The libpq connection string of every headwater session: the connection's options
+    (``sslmode``, ...), a UTC session and the statement timeout, all as startup options (so
+    ``RESET ALL`` returns a pooled session to them), and ``application_name`` (default: the
+    configured one, else ``headwater``)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+    dsn = conn_config.dsn.get_secret_value()
+    in_dsn = conninfo_to_dict(dsn)
     params = {"connect_timeout": str(max(1, int(conn_config.connect_timeout_s)))}
     params.update({k: v.get_secret_value() for k, v in conn_config.options.items()})
-    flags = [params.pop("options", ""), "-c TimeZone=UTC"]
+    # The DSN's own "options" come first, then the configured ones, then headwater's.
+    flags = [str(in_dsn.get("options") or ""), params.pop("options", ""), "-c TimeZone=UTC"]
     if conn_config.statement_timeout_ms:
         flags.append(f"-c statement_timeout={int(conn_config.statement_timeout_ms)}")
+    if application_name is None:
+        configured = params.get("application_name") or in_dsn.get("application_name")
+        application_name = str(configured or "headwater")
     params.update(application_name=application_name, options=" ".join(f for f in flags if f))
-    return make_conninfo(conn_config.dsn.get_secret_value(), **params)
+    return make_conninfo(dsn, **params)
+
+
+def reader_conninfo(conn_config: PostgresConnection, *, application_name: str) -> str:
+    """:func:`session_conninfo` with ``application_name`` replacing any configured one."""
+    return session_conninfo(conn_config, application_name=application_name)
 
 
 _PLACEHOLDER = re.compile(r"%\((?P<name>[^)]*)\)[sbt]|%%|%")

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import pg_types
+from headwater.connectors.pg_pool import ReaderPool, pooled, reader_pool
 from headwater.connectors.pg_session import (
     SessionParams,
     connection_lost,
-    reader_conninfo,
     reason,
     render_query,
     set_config_sql,
@@ -164,11 +164,8 @@ class PostgresConnector(TableConnector):
         """
         if not self.arrow:
             return super().schema()
-        conn = self._connect()
-        try:
+        with pooled(self.conn_config, what=self.what) as conn:
             return self._plan(conn, {}, check=False).schema
-        finally:
-            conn.close()
 
     def _plan(
         self, conn: psycopg.Connection[Any], bounds: dict[str, Any], *, check: bool = True
@@ -248,11 +245,8 @@ class PostgresConnector(TableConnector):
     def _read(self, mark: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         if not self.arrow:
             return super()._read(mark)
-        conn = self._connect()
-        try:
+        with pooled(self.conn_config, what=self.what) as conn:
             plan = self._plan(conn, self._bounds(mark))
-        finally:
-            conn.close()
         if getattr(self.source, "partition_column", None):
             from headwater.connectors.pg_parallel import partitioned
 
@@ -263,7 +257,10 @@ class PostgresConnector(TableConnector):
     def stream(
         self, schema: pa.Schema, sql: str, params: SessionParams, application_name: str
     ) -> Generator[pa.RecordBatch]:
-        """Run ``sql`` as one COPY on a new ADBC connection; yield batches of ``schema``.
+        """Run ``sql`` as one COPY on a pooled ADBC connection; yield batches of ``schema``.
+
+        The connection goes back to the pool only when the COPY completed; a pooled one whose
+        backend has gone (found by the first statement) is replaced by a new one.
 
         Raises:
             ConnectionLost: the connection broke, or could not be opened (the read may be
@@ -272,37 +269,60 @@ class PostgresConnector(TableConnector):
         """
         try:
             import adbc_driver_manager
-            import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]  # no py.typed
         except ImportError as exc:
             raise MissingDependency("adbc-driver-postgresql", "postgres") from exc
-        conninfo = reader_conninfo(self.conn_config, application_name=application_name)
+        pool = reader_pool(self.conn_config)
+        settings = [("application_name", application_name), *params.settings()]
+        conn, cursor, reader, completed = None, None, None, False
         try:
-            conn = adbc.connect(conninfo, autocommit=True)
-        except adbc_driver_manager.Error as exc:
-            # The read was just described on another connection: most likely a restart or a
-            # failover under way, worth another attempt.
-            failed = unreachable(self.what, self.conn_config.dsn.get_secret_value(), exc)
-            raise ConnectionLost(failed.message, fix=failed.fix) from None
-        hint = int(self.source.batch_size) * pg_types.row_bytes(schema)
-        cursor, reader = conn.cursor(), None
-        try:
-            settings = params.settings()
-            if settings:
-                cursor.execute(set_config_sql(len(settings), "$"), [v for s in settings for v in s])
-                cursor.fetchall()
+            conn, cursor = self._session(pool, settings)
+            hint = int(self.source.batch_size) * pg_types.row_bytes(schema)
             hint = min(max(hint, 1 << 16), 1 << 28)
             cursor.adbc_statement.set_options(**{BATCH_HINT_BYTES: str(hint)})
             cursor.execute(sql)
             reader = cursor.fetch_record_batch()
             for batch in reader:
                 yield pg_types.conform_batch(batch, schema, what=self.what)
+            completed = True
         except (OSError, adbc_driver_manager.Error) as exc:
             raise self.read_error(exc) from None
         finally:
-            for resource in (reader, cursor, conn):
+            for resource in (reader, cursor):
                 with contextlib.suppress(OSError, adbc_driver_manager.Error):
                     if resource is not None:
                         resource.close()
+            if conn is not None:
+                pool.release(conn, reusable=completed)
+
+    def _session(self, pool: ReaderPool, settings: list[tuple[str, str]]) -> tuple[Any, Any]:
+        """A reader connection with ``settings`` applied, and a cursor on it.
+
+        Raises:
+            ConnectionLost: no connection could be opened.
+            adbc_driver_manager.Error: the settings failed on a new connection.
+        """
+        import adbc_driver_manager
+
+        while True:
+            try:
+                conn, new = pool.acquire()
+            except adbc_driver_manager.Error as exc:
+                # The read was just described on another connection: most likely a restart or
+                # a failover under way, worth another attempt.
+                failed = unreachable(self.what, self.conn_config.dsn.get_secret_value(), exc)
+                raise ConnectionLost(failed.message, fix=failed.fix) from None
+            cursor = conn.cursor()
+            try:
+                cursor.execute(set_config_sql(len(settings), "$"), [v for s in settings for v in s])
+                cursor.fetchall()
+                return conn, cursor
+            except (OSError, adbc_driver_manager.Error) as exc:
+                with contextlib.suppress(OSError, adbc_driver_manager.Error):
+                    cursor.close()
+                pool.release(conn, reusable=False)
+                if new or not connection_lost(exc):
+                    raise
+                # An idle pooled connection whose backend ended: take another one.
 
     def read_error(self, exc: BaseException) -> HeadwaterError:
         """The error to raise for a driver error of a read (connection lost, timeout, ...)."""

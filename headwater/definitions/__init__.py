@@ -14,6 +14,7 @@ from headwater.definitions.aggregations import (
 )
 from headwater.definitions.entity import Entity
 from headwater.definitions.feature_view import FeatureView
+from headwater.definitions.kafka import KafkaSource
 from headwater.definitions.redshift import RedshiftSource
 from headwater.definitions.sinks import PostgresSink, RedshiftSink, Sink
 from headwater.definitions.sources import FileSource, PostgresSource, Source, SqliteSource
@@ -29,6 +30,7 @@ __all__ = [
     "FeatureView",
     "FileSource",
     "Hopping",
+    "KafkaSource",
     "Last",
     "Max",
     "Min",

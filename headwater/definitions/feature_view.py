@@ -14,11 +14,13 @@ Every output row has the entity's join keys, ``event_timestamp`` and the feature
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
 from headwater.definitions.aggregations import Aggregation
+from headwater.definitions.checks import Check, check_list
 from headwater.definitions.durations import Duration, to_millis
 from headwater.definitions.entity import Entity
 from headwater.definitions.naming import check_name
@@ -26,6 +28,7 @@ from headwater.definitions.sinks import Sink
 from headwater.definitions.sources import Source
 from headwater.definitions.windows import Window
 from headwater.errors import DefinitionError
+from headwater.transforms.steps import Step, step_list
 
 RESERVED_COLUMNS = frozenset({"event_timestamp", "created_timestamp", "event_date"})
 
@@ -48,6 +51,13 @@ class FeatureView:
         description: free text.
         tags: free key/value labels.
         sinks: warehouse tables each run also loads (``PostgresSink``, ``RedshiftSink``).
+        emit: for views computed by ``headwater stream``: ``"final"`` writes a window's row once
+            the watermark closes it; ``"update"`` also writes the running value of every window
+            a micro-batch touched.
+        checks: data-quality checks on the computed rows, run before they are written
+            (:mod:`headwater.checks`).
+        transforms: cleaning steps run in order on the source rows (after the source's
+            checks, before the features are computed; :mod:`headwater.transforms`).
     """
 
     name: str
@@ -62,6 +72,9 @@ class FeatureView:
     description: str
     tags: dict[str, str] = field(default_factory=dict)
     sinks: list[Sink] = field(default_factory=list)
+    emit: str = "final"
+    checks: tuple[Check, ...] = ()
+    transforms: tuple[Step, ...] = ()
 
     def __init__(
         self,
@@ -77,6 +90,9 @@ class FeatureView:
         description: str = "",
         tags: dict[str, str] | None = None,
         sinks: list[Sink] | None = None,
+        emit: str = "final",
+        checks: Sequence[Check] | None = None,
+        transforms: Sequence[Step] | None = None,
     ) -> None:
         check_name(name, "feature view")
         setattr_ = object.__setattr__
@@ -174,6 +190,14 @@ class FeatureView:
                 f"view {name!r}: two sinks load the same table", fix="declare each table once"
             )
         setattr_(self, "sinks", list(sinks or []))
+        if emit not in ("final", "update"):
+            raise DefinitionError(
+                f"view {name!r}: emit={emit!r} is not a streaming emit mode",
+                fix='emit="final" (a window\'s row once it closes) or "update" (running values)',
+            )
+        setattr_(self, "emit", emit)
+        setattr_(self, "checks", check_list(checks, f"view {name!r}"))
+        setattr_(self, "transforms", step_list(transforms, name, source, entity.join_keys))
 
     # ----------------------------------------------------------------- derived facts
     @property
@@ -203,7 +227,7 @@ class FeatureView:
 
     def to_spec(self) -> dict[str, Any]:
         """A JSON-able description used for registry versions and diffs."""
-        return {
+        spec: dict[str, Any] = {
             "kind": "feature_view",
             "name": self.name,
             "shape": self.kind,
@@ -218,7 +242,11 @@ class FeatureView:
             "description": self.description,
             "tags": self.tags,
             "sinks": [sink.to_spec() for sink in self.sinks],
-        }
+            "emit": self.emit,
+        } | ({"checks": [c.to_spec() for c in self.checks]} if self.checks else {})
+        if self.transforms:  # absent otherwise, so specs of views without steps do not change
+            spec["transforms"] = [t.to_spec() for t in self.transforms]
+        return spec
 
     def __repr__(self) -> str:
         return (

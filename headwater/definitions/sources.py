@@ -9,11 +9,15 @@ the job of :mod:`headwater.connectors`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from headwater.definitions.checks import Check, SchemaMode, check_list, check_schema_mode
 from headwater.definitions.durations import to_millis
 from headwater.definitions.naming import check_name
 from headwater.errors import DefinitionError
@@ -21,7 +25,13 @@ from headwater.errors import DefinitionError
 
 @dataclass(frozen=True, kw_only=True)
 class Source:
-    """Base of all source kinds."""
+    """Base of all source kinds.
+
+    Every kind also takes ``checks=`` (data-quality checks run on the rows read, see
+    :mod:`headwater.checks`) and ``schema_mode=`` (what a run does when the source's columns
+    differ from those recorded at ``apply``: ``"evolve"``, ``"freeze"``, ``"discard_row"`` or
+    ``"discard_column"``; see docs/quality.md).
+    """
 
     kind: ClassVar[str] = ""
     name: str
@@ -29,9 +39,39 @@ class Source:
     created_timestamp_field: str | None = None
     primary_key: list[str] = field(default_factory=list)
     description: str = ""
+    checks: tuple[Check, ...] = ()
+    schema_mode: str = "evolve"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Kinds whose constructor does not list checks= / schema_mode= still accept them.
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or "checks" in inspect.signature(init).parameters:
+            return
+
+        @functools.wraps(init)
+        def with_quality(
+            self: Source,
+            *args: Any,
+            checks: Sequence[Check] | None = None,
+            schema_mode: SchemaMode = "evolve",
+            **values: Any,
+        ) -> None:
+            init(self, *args, **values)
+            object.__setattr__(self, "checks", checks)
+            object.__setattr__(self, "schema_mode", schema_mode)
+            self._check_quality()
+
+        cls.__init__ = with_quality  # type: ignore[method-assign,assignment]  # wraps the constructor
+
+    def _check_quality(self) -> None:
+        owner = f"{self.kind or 'source'} source {self.name!r}"
+        object.__setattr__(self, "checks", check_list(self.checks, owner))
+        object.__setattr__(self, "schema_mode", check_schema_mode(self.schema_mode, owner))
 
     def __post_init__(self) -> None:
         check_name(self.name, "source")
+        self._check_quality()
         if not self.timestamp_field:
             raise DefinitionError(
                 f"source {self.name!r} has no timestamp_field",
@@ -68,7 +108,9 @@ class Source:
         """A JSON-able description (parameter values such as dates become strings)."""
         spec: dict[str, Any] = {"kind": self.kind}
         for key, value in self.__dict__.items():
-            spec[key] = _jsonable(value)
+            if (key, value) in (("checks", ()), ("schema_mode", "evolve")):
+                continue  # defaults stay out, so specs of sources without checks do not change
+            spec[key] = [c.to_spec() for c in value] if key == "checks" else _jsonable(value)
         return spec
 
     def __hash__(self) -> int:
@@ -104,6 +146,9 @@ class FileSource(Source):
             and globs that cross such folders).
         options: extra reader options (for CSV: ``delim``, ``header``, ``quote``, ...).
         primary_key: optional key columns.
+        checks: data-quality checks on the rows read (:mod:`headwater.checks`).
+        schema_mode: ``"evolve"`` (default), ``"freeze"``, ``"discard_row"`` or
+            ``"discard_column"``: what a run does with columns that differ from ``apply``.
     """
 
     kind: ClassVar[str] = "file"
@@ -124,6 +169,8 @@ class FileSource(Source):
         options: dict[str, Any] | None = None,
         primary_key: list[str] | str | None = None,
         description: str = "",
+        checks: Sequence[Check] | None = None,
+        schema_mode: SchemaMode = "evolve",
     ) -> None:
         self._assign(
             name=name,
@@ -135,6 +182,8 @@ class FileSource(Source):
             options=dict(options or {}),
             primary_key=primary_key or [],
             description=description,
+            checks=checks,
+            schema_mode=schema_mode,
         )
         if not path:
             raise DefinitionError(
@@ -275,6 +324,9 @@ class PostgresSource(TableSource):
             with ``SELECT min(...), max(...)`` over the rows to read when omitted. Values outside
             still go to the first or last range.
         description: free text shown in the registry and dashboard.
+        checks: data-quality checks on the rows read (:mod:`headwater.checks`).
+        schema_mode: ``"evolve"`` (default), ``"freeze"``, ``"discard_row"`` or
+            ``"discard_column"``: what a run does with columns that differ from ``apply``.
     """
 
     kind: ClassVar[str] = "postgres"
@@ -302,6 +354,8 @@ class PostgresSource(TableSource):
         num_partitions: int | None = None,
         partition_bounds: tuple[Any, Any] | list[Any] | None = None,
         description: str = "",
+        checks: Sequence[Check] | None = None,
+        schema_mode: SchemaMode = "evolve",
     ) -> None:
         self._assign_table(
             name=name,
@@ -320,6 +374,8 @@ class PostgresSource(TableSource):
             num_partitions=num_partitions,
             partition_bounds=None if partition_bounds is None else tuple(partition_bounds),
             description=description,
+            checks=checks,
+            schema_mode=schema_mode,
         )
         self._check_partitions()
 
@@ -368,6 +424,9 @@ class SqliteSource(TableSource):
         end_value: exclusive upper bound of the cursor, as for :class:`PostgresSource`.
         primary_key: the key columns; required with ``cursor_field``.
         batch_size: rows per Arrow record batch while streaming.
+        checks: data-quality checks on the rows read (:mod:`headwater.checks`).
+        schema_mode: ``"evolve"`` (default), ``"freeze"``, ``"discard_row"`` or
+            ``"discard_column"``: what a run does with columns that differ from ``apply``.
     """
 
     kind: ClassVar[str] = "sqlite"
@@ -389,6 +448,8 @@ class SqliteSource(TableSource):
         primary_key: list[str] | str | None = None,
         batch_size: int = 100_000,
         description: str = "",
+        checks: Sequence[Check] | None = None,
+        schema_mode: SchemaMode = "evolve",
     ) -> None:
         self._assign_table(
             name=name,
@@ -404,4 +465,6 @@ class SqliteSource(TableSource):
             primary_key=primary_key or [],
             batch_size=batch_size,
             description=description,
+            checks=checks,
+            schema_mode=schema_mode,
         )

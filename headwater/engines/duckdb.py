@@ -1,8 +1,10 @@
 """The embedded batch engine: DuckDB over Arrow.
 
 Reads sources through their connectors, runs the SQL that :mod:`headwater.engines.compile`
-produces, and hands back a stream of record batches. DuckDB streams and spills, so memory stays
-bounded by ``engine.memory_limit`` whatever the input size.
+produces, and hands back a stream of record batches. DuckDB streams and spills to
+``engine.temp_directory``, so memory stays bounded by ``engine.memory_limit`` whatever the input
+size. Left unset, the limit is :func:`default_memory_limit` (512 MiB, more with many threads),
+not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow with its input.
 """
 
 from __future__ import annotations
@@ -38,10 +40,10 @@ class DuckDBEngine:
         temp = self.project.resolve(self.config.temp_directory)
         os.makedirs(temp, exist_ok=True)
         con.execute("SET temp_directory = ?", [temp])
-        if self.config.memory_limit:
-            con.execute("SET memory_limit = ?", [self.config.memory_limit])
         if self.config.threads:
             con.execute(f"SET threads = {int(self.config.threads)}")
+        limit = self.config.memory_limit or default_memory_limit(self.config.threads)
+        con.execute("SET memory_limit = ?", [limit])
         con.execute("SET preserve_insertion_order = false")
         return con
 
@@ -127,6 +129,21 @@ class DuckDBEngine:
             0
         ]
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def default_memory_limit(threads: int | None = None) -> str:
+    """DuckDB's ``memory_limit`` when ``engine.memory_limit`` is not set: 512 MiB, or 128 MiB
+    per thread when that is more (DuckDB needs some memory per thread), and never more than
+    80 % of the machine's RAM (DuckDB's own default)."""
+    count = threads or os.cpu_count() or 1
+    mib = max(512, 128 * count)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX
+        ram = 0
+    if ram:
+        mib = min(mib, int(ram * 0.8) >> 20)
+    return f"{mib}MiB"
 
 
 def _first_line(exc: BaseException) -> str:

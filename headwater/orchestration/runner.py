@@ -25,6 +25,8 @@ from headwater.connectors import open_connector
 from headwater.connectors.streams import read_failure
 from headwater.errors import HeadwaterError, RunFailed
 from headwater.observability import get_logger, redact
+from headwater.quality.gate import QualityGate, QualityReport
+from headwater.transforms.runtime import apply_transforms
 
 if TYPE_CHECKING:
     import duckdb
@@ -53,6 +55,7 @@ class RunResult:
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    rows_quarantined: int = 0
     seconds: float = 0.0
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +125,7 @@ class Runner:
                 "updated": result.updated,
                 "deleted": result.deleted,
                 "rows_skipped": result.rows_skipped,
+                "rows_quarantined": result.rows_quarantined,
                 "seconds": round(result.seconds, 3),
             },
         )
@@ -167,7 +171,23 @@ class Runner:
                 checkpoint = None
         step(f"reading {view.source.name}")
         scan, relation = self._read(con, connector, checkpoint, view.name, run_id)
+        # Data quality: schema contract and source checks (failed `fail` checks raise here).
+        gate = QualityGate(
+            con,
+            view,
+            run_id=run_id,
+            project=self.project,
+            registry=self.registry,
+            offline=self.offline,
+        )
+        relation = gate.source(relation)
+        # Cleaning steps of the view, on the rows that passed the source checks.
+        cleaned = apply_transforms(
+            con, view, relation, project=self.project, registry=self.registry, run_id=run_id
+        )
+        relation = cleaned.relation
         rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
+        rows_in += gate.rows_quarantined + cleaned.rows_removed
         if skipped:
             log.warning(
                 "rows without an event time or join key were left out",
@@ -178,6 +198,7 @@ class Runner:
             output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
         else:
             output = self.engine.compute(con, view, relation, time_range=time_range)
+        output = gate.output(output)  # view checks, before anything is written
         step(f"writing {view.name}")
         seq = self.registry.next_seq()
         stats = self.offline.write(view, output, seq=seq)
@@ -190,6 +211,7 @@ class Runner:
 
             step(f"loading the sinks of {view.name}")
             deliver(view, self.offline, self.project, seq=seq, run_id=run_id)
+        gate.commit()  # quarantined rows, before the cursor moves past them
         new_checkpoint = scan.checkpoint() if incremental else None
         if new_checkpoint is not None:
             self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
@@ -203,8 +225,49 @@ class Runner:
             inserted=stats.inserted,
             updated=stats.updated,
             deleted=stats.deleted,
+            rows_quarantined=gate.rows_quarantined,
             details={"checkpoint": new_checkpoint},
         )
+
+    def check(
+        self,
+        view: FeatureView,
+        *,
+        full: bool = False,
+        on_step: Callable[[str], None] | None = None,
+    ) -> QualityReport:
+        """Evaluate ``view``'s checks on the rows its next run would read, writing and
+        recording nothing (a dry run): the schema contract and source checks on the rows read,
+        the view checks on the rows computed from them. ``full`` reads the source from the
+        start instead of from its cursor."""
+        step = on_step or (lambda _msg: None)
+        con = self.engine.connect()
+        try:
+            checkpoint = None
+            if view.source.incremental and not full:
+                checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
+            step(f"reading {view.source.name}")
+            connector = open_connector(view.source, self.project)
+            _, relation = self._read(con, connector, checkpoint, view.name, "dry-run")
+            gate = QualityGate(
+                con,
+                view,
+                run_id="dry-run",
+                project=self.project,
+                registry=self.registry,
+                offline=self.offline,
+                dry_run=True,
+            )
+            relation = gate.source(relation)
+            if view.checks:
+                step(f"checking {view.name}")
+                relation = apply_transforms(
+                    con, view, relation, project=self.project, registry=self.registry, dry_run=True
+                ).relation
+                gate.output(self.engine.compute(con, view, relation))
+            return gate.report
+        finally:
+            con.close()
 
     def _read(
         self,

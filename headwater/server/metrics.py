@@ -12,6 +12,10 @@ from the registry and the (briefly cached) ``FeatureStore.status()``:
 ``headwater_view_offline_rows``                  rows in the offline store
 ``headwater_view_newest_event_timestamp_seconds`` event time of the newest offline row
 ``headwater_view_newest_event_age_seconds``      now minus that event time (freshness)
+``headwater_view_quality_checks``                checks of the last run, by result (passed, warned,
+                                                 quarantined, failed)
+``headwater_view_quality_rows_failed``           rows that failed each check in the last run
+``headwater_view_last_run_rows_quarantined``     rows the last run set aside
 ``headwater_status_up``                          0 when the status could not be read
 =============================================== ==============================================
 """
@@ -153,8 +157,32 @@ class ViewCollector(Collector):
             "Seconds between now and the event time of the view's newest offline row.",
             labels=labels,
         )
+        checks = GaugeMetricFamily(
+            "headwater_view_quality_checks",
+            "Data-quality checks of the view's last run, by result.",
+            labels=["view", "result"],
+        )
+        rows_failed = GaugeMetricFamily(
+            "headwater_view_quality_rows_failed",
+            "Rows that failed each data-quality check in the view's last run.",
+            labels=["view", "check", "severity"],
+        )
+        quarantined = GaugeMetricFamily(
+            "headwater_view_last_run_rows_quarantined",
+            "Rows the view's last run set aside in its quarantine table.",
+            labels=labels,
+        )
         now = time.time()
         for status in statuses:
+            for action in ("passed", "warned", "quarantined", "failed"):
+                if status.quality:
+                    count = sum(1 for r in status.quality if r.action == action)
+                    checks.add_metric([status.name, action], count)
+            for record in status.quality:
+                rows_failed.add_metric(
+                    [status.name, f"{record.stage}:{record.check}", record.severity],
+                    record.rows_failed,
+                )
             view = [status.name]
             info.add_metric([status.name, status.shape, status.entity, status.source], 1)
             offline_rows.add_metric(view, status.offline_rows)
@@ -170,5 +198,6 @@ class ViewCollector(Collector):
                 run_duration.add_metric(view, (run.ended_at - run.started_at).total_seconds())
             rows_in.add_metric(view, run.rows_in)
             rows_out.add_metric(view, run.rows_out)
-        runs = [success, run_ts, run_duration, rows_in, rows_out]
-        return [up, info, *runs, offline_rows, newest, age]
+            quarantined.add_metric(view, int((run.details or {}).get("rows_quarantined", 0)))
+        runs = [success, run_ts, run_duration, rows_in, rows_out, quarantined]
+        return [up, info, *runs, offline_rows, newest, age, checks, rows_failed]

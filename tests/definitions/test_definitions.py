@@ -56,6 +56,7 @@ def test_the_public_api_is_explicit() -> None:
         "FeatureView",
         "FileSource",
         "Hopping",
+        "KafkaSource",
         "Last",
         "Max",
         "Min",
@@ -67,6 +68,8 @@ def test_the_public_api_is_explicit() -> None:
         "Sum",
         "Tumbling",
         "__version__",
+        "checks",
+        "transforms",
     ]
     for name in headwater.__all__:
         assert getattr(headwater, name) is not None

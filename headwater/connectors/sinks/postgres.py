@@ -61,18 +61,20 @@ class PostgresSinkWriter:
     # ------------------------------------------------------------------ connection, catalog
     @property
     def conn(self) -> psycopg.Connection[Any]:
+        """A pooled connection (autocommit: each load is one explicit transaction), held until
+        :meth:`close`."""
         if self._conn is None:
-            from headwater.connectors.postgres import connect
+            from headwater.connectors.pg_pool import checkout
 
-            conn = connect(self.config, what=f"view {self.view.name!r}: sink {self.sink.table!r}")
-            conn.commit()  # keep the session settings; each load is one explicit transaction
-            conn.autocommit = True
-            self._conn = conn
+            what = f"view {self.view.name!r}: sink {self.sink.table!r}"
+            self._conn = checkout(self.config, what=what)
         return self._conn
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            from headwater.connectors.pg_pool import checkin
+
+            checkin(self._conn)
             self._conn = None
 
     def _ident(self, table: str) -> sql.Identifier:

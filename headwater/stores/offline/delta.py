@@ -1,12 +1,34 @@
-"""Offline store on Delta Lake (delta-rs): ACID merges, time travel, readable by Spark/Trino."""
+"""Offline store on Delta Lake (delta-rs): ACID merges, time travel, readable by Spark/Trino.
+
+A view's first write creates its table. On a local path, DuckDB orders the rows by partition
+(spilling beyond its ``memory_limit``), pyarrow writes one partition's Parquet files after the
+other into a staging folder beside the table, delta-rs makes that folder a Delta table
+(``convert_to_deltalake`` reads the files' footers for statistics), and the folder is renamed
+into place: memory does not grow with the number of rows, and the table appears whole or not at
+all. (delta-rs's own writer, still used on object stores, keeps a growing share of its input in
+memory: 1.2 GiB for 3M rows of a ten-column view over 90 days.)
+
+Later writes MERGE on (event_date, join keys, event_timestamp), one MERGE per slice of about
+``MERGE_ROWS`` rows of whole partitions, so that delta-rs holds one slice and reads only the
+target files of its partitions. Small writes (``SMALL_ROWS``, ``SMALL_BYTES``) skip DuckDB:
+they are ordered in memory, or merged at once. See
+docs/decisions/0012-postgres-pool-and-bounded-writes.md.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import shutil
+import socket
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.definitions.naming import quote_ident as q
+from headwater.errors import DefinitionError, RunFailed
 from headwater.stores.offline.base import (
     DELETED,
     PARTITION,
@@ -16,6 +38,7 @@ from headwater.stores.offline.base import (
 )
 
 if TYPE_CHECKING:
+    import duckdb
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -29,9 +52,14 @@ class DeltaOfflineStore:
 
     SUPPORTS_TIME_TRAVEL: ClassVar[bool] = True
 
+    WRITER_MEMORY_LIMIT: ClassVar[str] = "256MB"
+    """DuckDB ``memory_limit`` of the first write's Parquet writer (at most the engine's): it
+    holds a row group per open partition file and spills the rest to the engine's temp folder."""
+
     def __init__(self, config: DeltaConfig, project: ProjectConfig) -> None:
         self.root = project.resolve(config.path).rstrip("/")
         self.storage_options = {k: v.get_secret_value() for k, v in config.storage_options.items()}
+        self.project = project
 
     def location(self, view_name: str) -> str:
         return f"{self.root}/{view_name}"
@@ -53,18 +81,57 @@ class DeltaOfflineStore:
         schema, batches = with_storage_columns(data, seq)
         table = self._table(view.name)
         has_deleted = DELETED in schema.names
-        stored_schema = schema.remove(schema.get_field_index(DELETED)) if has_deleted else schema
+        # A small write (most incremental runs, every streaming micro-batch) is handled in
+        # memory; a large one goes through DuckDB, ordered by partition and spilling.
+        head, rest = _head(batches)
         if table is None:
-            # A new table has nothing to merge with, and the engine's output holds one row per
-            # key: a streaming append writes the same rows in bounded memory, much faster.
-            return self._create(view, stored_schema, batches, has_deleted)
-        source = pa.RecordBatchReader.from_batches(schema, batches)
+            return self._create(view, schema, head, rest, has_deleted)
+        if rest is None:
+            return self._merge(table, view, pa.Table.from_batches(head, schema), has_deleted)
+        # One MERGE per slice of the rows ordered by partition, each slice whole partitions
+        # where it can: delta-rs holds a merge's source, and the partitions it names are all
+        # the target it reads. The engine's output holds one row per key, so the slices touch
+        # disjoint keys and their merges add up to one merge of all rows (each one idempotent,
+        # as a rerun after a crash between two of them needs).
+        inserted = updated = deleted = 0
+        con = self._duckdb()
+        feed = _Feed(schema, itertools.chain(head, rest))
+        try:
+            con.register("__hw_rows", feed.reader())
+            with feed.errors():
+                ordered = con.sql(f"SELECT * FROM __hw_rows ORDER BY {q(PARTITION)}")
+                for chunk in _slices(ordered.to_arrow_reader(ROW_GROUP_ROWS), MERGE_ROWS):
+                    source = pa.Table.from_batches(chunk)  # as DuckDB returned them
+                    stats = self._merge(table, view, source, has_deleted)
+                    inserted, updated = inserted + stats.inserted, updated + stats.updated
+                    deleted += stats.deleted
+        finally:
+            con.close()
+        return WriteStats(inserted=inserted, updated=updated, deleted=deleted)
+
+    def _merge(
+        self, table: Any, view: FeatureView, source: pa.Table, has_deleted: bool
+    ) -> WriteStats:
+        """MERGE ``source`` (rows with the storage columns) into the view's table."""
+        schema = source.schema
+        stored_schema = schema.remove(schema.get_field_index(DELETED)) if has_deleted else schema
         keys = [*view.join_keys, "event_timestamp"]
         predicate = " AND ".join(
             [f"t.{PARTITION} = s.{PARTITION}"] + [f"t.{q(k)} = s.{q(k)}" for k in keys]
         )
         values = [n for n in stored_schema.names if n not in (*keys, PARTITION, SEQ)]
-        changed = " OR ".join(f"(t.{q(c)} IS DISTINCT FROM s.{q(c)})" for c in values) or "false"
+        # A feature added since the table was written has no target column yet (merge_schema
+        # adds it): a stored row changes when the new value is not null.
+        stored = {f.name for f in table.schema().fields}
+        changed = (
+            " OR ".join(
+                f"(t.{q(c)} IS DISTINCT FROM s.{q(c)})"
+                if c in stored
+                else f"(s.{q(c)} IS NOT NULL)"
+                for c in values
+            )
+            or "false"
+        )
         update_if = f"({changed})"
         if view.has_created_timestamp:
             update_if += (
@@ -76,6 +143,8 @@ class DeltaOfflineStore:
             source_alias="s",
             target_alias="t",
             merge_schema=True,
+            # The slice is in memory anyway: its partition values prune the target files read.
+            streamed_exec=False,
         )
         if has_deleted:
             merger = merger.when_matched_delete(predicate=f"s.{DELETED}")
@@ -98,9 +167,122 @@ class DeltaOfflineStore:
         self,
         view: FeatureView,
         schema: pa.Schema,
+        head: list[pa.RecordBatch],
+        rest: Iterator[pa.RecordBatch] | None,
+        has_deleted: bool,
+    ) -> WriteStats:
+        """Create the view's table from its first rows: ``head``, then ``rest`` (``None`` when
+        ``head`` holds them all)."""
+        location = self.location(view.name)
+        final = Path(location)
+        batches = iter(head) if rest is None else itertools.chain(head, rest)
+        if (
+            "://" in location
+            or (final.exists() and any(final.iterdir()))
+            or not any(b.num_rows for b in head)
+        ):
+            # Object stores, a folder holding files that are not a Delta table (another
+            # store's, say: delta-rs writes the table beside them), and an empty table (its
+            # schema, no file): delta-rs's writer, as before.
+            return self._create_with_delta_rs(view, schema, batches, has_deleted)
+        _check_storable(view, schema)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(final.parent, view.name)
+        owner = f"{socket.gethostname()}-{os.getpid()}"
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{view.name}-{owner}-", suffix=".creating", dir=final.parent)
+        )
+        try:
+            (staging / "table").mkdir()
+            if rest is None:
+                written = _write_small(schema, head, has_deleted, staging / "table")
+            else:
+                written = self._write_parquet(schema, batches, has_deleted, staging / "table")
+            self._convert(staging / "table")
+            try:
+                os.replace(staging / "table", final)
+            except OSError:
+                raise RunFailed(
+                    f"view {view.name!r}: another run created the offline table {location} "
+                    "while this one wrote it",
+                    fix="run the view again: its rows will be merged into that table",
+                ) from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return WriteStats(inserted=written)
+
+    def _write_parquet(
+        self, schema: pa.Schema, batches: Iterator[pa.RecordBatch], has_deleted: bool, to: Path
+    ) -> int:
+        """Write the rows (tombstones left out) as hive-partitioned Parquet files under ``to``;
+        return how many were written.
+
+        DuckDB orders the rows by partition (spilling to disk beyond its memory limit), so that
+        one partition file is open at a time and memory holds one row group.
+        """
+
+        stored = [f for f in schema if f.name not in (DELETED,)]
+        where = f" WHERE NOT coalesce({q(DELETED)}, false)" if has_deleted else ""
+        select = ", ".join(_storable_sql(f) for f in stored)
+        con = self._duckdb()
+        feed = _Feed(schema, batches)
+        try:
+            con.register("__hw_rows", feed.reader())
+            with feed.errors():
+                rows = con.sql(
+                    f"SELECT {select} FROM __hw_rows{where} ORDER BY {q(PARTITION)}"
+                ).to_arrow_reader(ROW_GROUP_ROWS)
+                with _PartitionFiles(to) as files:
+                    for day, run in _runs(rows):
+                        files.append(day, run.drop_columns([PARTITION]))
+            return files.rows
+        finally:
+            con.close()
+
+    def _duckdb(self) -> duckdb.DuckDBPyConnection:
+        """A DuckDB connection for the Parquet writer: bounded memory, spilling to the engine's
+        temp folder."""
+        import duckdb
+
+        engine = self.project.engine
+        temp = self.project.resolve(engine.temp_directory)
+        os.makedirs(temp, exist_ok=True)
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET temp_directory = ?", [temp])
+        con.execute("SET memory_limit = ?", [self.WRITER_MEMORY_LIMIT])
+        if engine.memory_limit:  # never more than the engine may use
+            limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            con.execute("SET memory_limit = ?", [engine.memory_limit])
+            configured = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            if _bytes(configured) > _bytes(limit):
+                con.execute("SET memory_limit = ?", [limit])
+        if engine.threads:
+            con.execute(f"SET threads = {int(engine.threads)}")
+        con.execute("SET preserve_insertion_order = false")
+        return con
+
+    def _convert(self, folder: Path) -> None:
+        """Make ``folder`` (hive-partitioned Parquet files) a Delta table, with file statistics."""
+        import pyarrow as pa
+        from deltalake import Schema as DeltaSchema
+        from deltalake import convert_to_deltalake
+
+        convert_to_deltalake(
+            str(folder),
+            partition_by=DeltaSchema.from_arrow(pa.schema([pa.field(PARTITION, pa.date32())])),
+            partition_strategy="hive",
+            configuration={"delta.appendOnly": "false"},
+        )
+
+    def _create_with_delta_rs(
+        self,
+        view: FeatureView,
+        schema: pa.Schema,
         batches: Iterator[pa.RecordBatch],
         has_deleted: bool,
     ) -> WriteStats:
+        """A first write through delta-rs's writer (object stores)."""
         import pyarrow as pa
         import pyarrow.compute as pc
         from deltalake import write_deltalake
@@ -117,9 +299,10 @@ class DeltaOfflineStore:
                 written += batch.num_rows
                 yield batch
 
+        stored = schema.remove(schema.get_field_index(DELETED)) if has_deleted else schema
         write_deltalake(
             self.location(view.name),
-            pa.RecordBatchReader.from_batches(schema, rows()),
+            pa.RecordBatchReader.from_batches(stored, rows()),
             partition_by=[PARTITION],
             mode="append",
             storage_options=self.storage_options or None,
@@ -144,3 +327,246 @@ class DeltaOfflineStore:
                 table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
             return
         shutil.rmtree(location, ignore_errors=True)
+
+
+ROW_GROUP_ROWS = 128 * 1024
+"""Rows per Parquet row group of a first write."""
+MERGE_ROWS = 512 * 1024
+"""Rows per MERGE of a later write (more when one partition holds more)."""
+FILE_ROWS = 4 * 1024 * 1024
+"""Rows per file of a first write, at most (a partition with more gets several files)."""
+
+
+class _Feed:
+    """Batches for DuckDB to read, keeping the exception that ended them: DuckDB reports it as
+    an error of its own, and the caller should see the original."""
+
+    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
+        self.schema = schema
+        self.batches = batches
+        self.error: BaseException | None = None
+
+    def reader(self) -> pa.RecordBatchReader:
+        import pyarrow as pa
+
+        def guarded() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from self.batches
+            except Exception as exc:
+                self.error = exc
+                raise
+
+        return pa.RecordBatchReader.from_batches(self.schema, guarded())
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Re-raise the batches' own exception in place of DuckDB's report of it."""
+        import duckdb
+
+        try:
+            yield
+        except duckdb.Error:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+
+class _PartitionFiles:
+    """Hive-partitioned Parquet files written partition after partition: one file open at a
+    time, rows buffered up to one row group."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.rows = 0
+        self._day: Any = None
+        self._writer: Any = None
+        self._in_file = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+
+    def __enter__(self) -> _PartitionFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self._flush()
+        if self._writer is not None:
+            self._writer.close()
+
+    def append(self, day: Any, rows: pa.RecordBatch) -> None:
+        """Add ``rows`` of partition ``day`` (days in order: a day never comes back)."""
+        if day != self._day or self._in_file >= FILE_ROWS:
+            self._flush()
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._day, self._in_file = day, 0
+        self._pending.append(rows)
+        self._pending_rows += rows.num_rows
+        self._in_file += rows.num_rows
+        self.rows += rows.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import uuid
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending)
+        self._pending, self._pending_rows = [], 0
+        if self._writer is None:
+            value = "__HIVE_DEFAULT_PARTITION__" if self._day is None else self._day.isoformat()
+            folder = self.root / f"{PARTITION}={value}"
+            # Not ``parents=True``: a staging folder removed under the writer must fail the
+            # write, not be recreated with only the partitions written after.
+            folder.mkdir(exist_ok=True)
+            path = folder / f"part-{uuid.uuid4().hex}.parquet"
+            self._writer = pq.ParquetWriter(str(path), table.schema, compression="snappy")
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+
+
+SMALL_ROWS = 128 * 1024
+SMALL_BYTES = 32 << 20
+"""A write of at most ``SMALL_ROWS`` rows and ``SMALL_BYTES`` is handled in memory."""
+
+
+def _head(
+    batches: Iterator[pa.RecordBatch],
+) -> tuple[list[pa.RecordBatch], Iterator[pa.RecordBatch] | None]:
+    """The first batches, up to ``SMALL_ROWS`` rows or ``SMALL_BYTES``, and the iterator of the
+    others (``None`` when there are none: the write is small)."""
+    head: list[pa.RecordBatch] = []
+    rows = size = 0
+    for batch in batches:
+        head.append(batch)
+        rows, size = rows + batch.num_rows, size + batch.nbytes
+        if rows > SMALL_ROWS or size > SMALL_BYTES:
+            return head, batches
+    return head, None
+
+
+def _write_small(schema: pa.Schema, head: list[pa.RecordBatch], has_deleted: bool, to: Path) -> int:
+    """:meth:`DeltaOfflineStore._write_parquet` for rows held in memory: the same casts and
+    files, ordered by pyarrow."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_batches(head, schema)
+    if has_deleted:
+        flags = pc.fill_null(table.column(DELETED), False)
+        table = table.filter(pc.invert(flags)).drop_columns([DELETED])
+    table = table.cast(pa.schema([_storable_field(f) for f in table.schema]))
+    table = table.sort_by(PARTITION)
+    with _PartitionFiles(to) as files:
+        for day, run in _runs(iter(table.to_batches())):
+            files.append(day, run.drop_columns([PARTITION]))
+    return files.rows
+
+
+def _remove_abandoned(parent: Path, view_name: str) -> None:
+    """Remove the staging folders of first writes of ``view_name`` whose process is gone
+    (killed mid-write); those of live processes, or of other hosts, are left alone."""
+    host = socket.gethostname()
+    for folder in parent.glob(f".{view_name}-*.creating"):
+        owner = folder.name[len(view_name) + 2 :].rsplit("-", 1)[0]  # "<host>-<pid>"
+        owner_host, _, pid = owner.rpartition("-")
+        if owner_host != host or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:  # a live process of another user
+            continue
+
+
+def _runs(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[Any, pa.RecordBatch]]:
+    """``(event_date, rows)`` runs of batches ordered by ``event_date``."""
+    import pyarrow.compute as pc
+
+    for batch in batches:
+        days = batch.column(batch.schema.get_field_index(PARTITION))
+        start = 0
+        while start < batch.num_rows:
+            rest = days.slice(start)
+            first = rest[0]
+            # Ordered by day: the run ends at the first other value (NULLs sort last).
+            other = pc.is_valid(rest) if not first.is_valid else pc.not_equal(rest, first)
+            end = pc.index(pc.fill_null(other, True), True).as_py()
+            length = len(rest) if end < 0 else end
+            yield first.as_py(), batch.slice(start, length)
+            start += length
+
+
+def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+    """Batches ordered by ``event_date`` cut into slices of about ``rows`` rows, at partition
+    boundaries unless one partition holds twice as many."""
+    slice_: list[pa.RecordBatch] = []
+    held, day = 0, None
+    for run_day, run in _runs(batches):
+        for start in range(0, run.num_rows, rows):
+            piece = run.slice(start, rows)
+            if slice_ and ((run_day != day and held >= rows) or held + piece.num_rows > 2 * rows):
+                yield slice_
+                slice_, held = [], 0
+            slice_.append(piece)
+            held, day = held + piece.num_rows, run_day
+    if slice_:
+        yield slice_
+
+
+def _storable_field(field: pa.Field) -> pa.Field:
+    """``field`` with the type :func:`_storable_sql` casts it to."""
+    import pyarrow as pa
+
+    kind = field.type
+    if pa.types.is_timestamp(kind) and kind.unit != "us":
+        return field.with_type(pa.timestamp("us", tz="UTC" if kind.tz else None))
+    if pa.types.is_unsigned_integer(kind):
+        signed = {8: pa.int8(), 16: pa.int16(), 32: pa.int32(), 64: pa.int64()}
+        return field.with_type(signed[kind.bit_width])
+    return field
+
+
+def _storable_sql(field: pa.Field) -> str:
+    """The SELECT item writing ``field`` as Delta Lake stores it (as delta-rs's writer casts):
+    timestamps in microseconds, unsigned integers as signed ones of the same width."""
+    import pyarrow as pa
+
+    kind, name = field.type, q(field.name)
+    if pa.types.is_timestamp(kind) and kind.unit != "us":
+        return f"CAST({name} AS {'TIMESTAMPTZ' if kind.tz else 'TIMESTAMP'}) AS {name}"
+    if pa.types.is_unsigned_integer(kind):
+        signed = {8: "TINYINT", 16: "SMALLINT", 32: "INTEGER", 64: "BIGINT"}[kind.bit_width]
+        return f"CAST({name} AS {signed}) AS {name}"
+    return name
+
+
+def _check_storable(view: FeatureView, schema: pa.Schema) -> None:
+    """Refuse, naming the column, a type Delta Lake cannot hold (``time``, intervals, ...).
+
+    Raises:
+        DefinitionError: naming the view, the column and the fix.
+    """
+    import pyarrow as pa
+
+    for field in schema:
+        kind = field.type
+        if pa.types.is_time(kind) or pa.types.is_interval(kind) or pa.types.is_duration(kind):
+            raise DefinitionError(
+                f"view {view.name!r}: column {field.name!r} is {kind}, which the Delta offline "
+                "store cannot hold",
+                fix="convert it in the view, e.g. CAST(x AS VARCHAR) or epoch_us(x)",
+            )
+
+
+def _bytes(setting: str) -> float:
+    """Bytes of a DuckDB memory setting as it reports it (``"256.0 MiB"``, ``"1.8 GiB"``)."""
+    number, _, unit = setting.strip().partition(" ")
+    scale: dict[str, float] = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+    scale |= {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+    return float(number) * scale.get(unit, 1)

@@ -1,12 +1,19 @@
 """The registry (metadata store): definitions and their versions, view schemas, runs,
-checkpoints and a sequence counter.
+checkpoints, a sequence counter, data-quality results and fitted transform statistics.
 
 Two backends share one SQL layer: a local SQLite file (the default) and a PostgreSQL schema
 shared by a team. Timestamps are stored in UTC (``TIMESTAMPTZ`` in PostgreSQL, fixed-width
 ISO-8601 text in SQLite).
 """
 
-from headwater.stores.registry._records import ApplyDiff, DefinitionRecord, RunRecord
+from headwater.stores.registry._checks import CheckRecord
+from headwater.stores.registry._fitted import FittedStatistics
+from headwater.stores.registry._records import (
+    ApplyDiff,
+    DefinitionRecord,
+    RunRecord,
+    StreamPartition,
+)
 from headwater.stores.registry._registry import (
     FINAL_STATUSES,
     RUN_KINDS,
@@ -19,7 +26,10 @@ __all__ = [
     "RUN_KINDS",
     "SCHEMA_VERSION",
     "ApplyDiff",
+    "CheckRecord",
     "DefinitionRecord",
+    "FittedStatistics",
     "Registry",
     "RunRecord",
+    "StreamPartition",
 ]

@@ -105,3 +105,20 @@ def diff_specs(
             unchanged.append(key)
     removed = sorted(key for key, (_, _, gone) in latest.items() if not gone and key not in wanted)
     return ApplyDiff(added=added, changed=changed, unchanged=unchanged, removed=removed)
+
+
+@dataclass(frozen=True)
+class StreamPartition:
+    """Saved progress of one Kafka partition of a streaming view.
+
+    Attributes:
+        partition: the partition number.
+        next_offset: the first offset not yet reflected in the state and the stores.
+        meta: JSON-able details (greatest event time seen, closed-through time, fingerprint).
+        state: the partition's window state as an Arrow IPC stream (``None``: empty).
+    """
+
+    partition: int
+    next_offset: int
+    meta: dict[str, Any]
+    state: bytes | None

@@ -12,12 +12,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from headwater.config.models import PostgresRegistry, ProjectConfig, SqliteRegistry
-from headwater.errors import ConfigError, NotFound
+from headwater.errors import ConfigError, NotFound, StaleCheckpoint
 from headwater.observability.redact import redact
+from headwater.stores.registry._checks import QualityRecords
+from headwater.stores.registry._fitted import FittedRecords
 from headwater.stores.registry._records import (
     ApplyDiff,
     DefinitionRecord,
     RunRecord,
+    StreamPartition,
     canonical_specs,
     diff_specs,
 )
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 """Version of the registry tables; stored in ``meta`` so later releases can migrate."""
 
-RUN_KINDS = ("run", "materialize", "backfill")
+RUN_KINDS = ("run", "materialize", "backfill", "stream")
 FINAL_STATUSES = ("success", "failed")
 
 _LATEST = (
@@ -44,8 +47,10 @@ _SELECT_RUNS = (
 )
 
 
-class Registry:
-    """Metadata of a project: definitions, view schemas, runs, checkpoints and a counter.
+class Registry(QualityRecords, FittedRecords):
+    """Metadata of a project: definitions, view schemas, runs, checkpoints and a counter
+    (check results and source schemas: :class:`QualityRecords`; statistics of fitted
+    transforms: :class:`FittedRecords`).
 
     An instance is safe to share between threads (calls are serialised); several instances
     and processes may use the same registry concurrently.
@@ -331,6 +336,82 @@ class Registry:
         """Forget a checkpoint (no error if it does not exist)."""
         with self._lock, self._db.transaction():
             self._db.run("DELETE FROM {checkpoints} WHERE name = ?", (name,))
+
+    # -------------------------------------------------------------- streaming partitions
+    def stream_partitions(
+        self, view: str, topic: str, partitions: list[int]
+    ) -> dict[int, StreamPartition]:
+        """The saved progress of ``partitions`` of ``topic`` for ``view`` (absent: none)."""
+        if not partitions:
+            return {}
+        marks = ", ".join("?" for _ in partitions)
+        with self._lock:
+            rows = self._db.run(
+                "SELECT kafka_partition, next_offset, meta, state FROM {stream_partitions}"
+                f" WHERE view_name = ? AND topic = ? AND kafka_partition IN ({marks})",
+                (view, topic, *partitions),
+            )
+        return {
+            int(r[0]): StreamPartition(
+                int(r[0]), int(r[1]), json.loads(r[2]), None if r[3] is None else bytes(r[3])
+            )
+            for r in rows
+        }
+
+    def commit_stream(
+        self, view: str, topic: str, updates: list[tuple[int | None, StreamPartition]]
+    ) -> None:
+        """Save new partition progress in one transaction, each only if the stored offset is
+        still the expected one (``None``: no row yet) — a worker that lost a partition in a
+        rebalance cannot overwrite its new owner's progress.
+
+        Raises:
+            StaleCheckpoint: a partition moved on; nothing was saved.
+        """
+        now = self._db.to_db_ts(_now())
+        with self._lock, self._db.transaction():
+            for expected, part in updates:
+                meta = json.dumps(part.meta, sort_keys=True)
+                if expected is None:
+                    rows = self._db.run(
+                        "INSERT INTO {stream_partitions} (view_name, topic, kafka_partition,"
+                        " next_offset, meta, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (view_name, topic, kafka_partition) DO NOTHING"
+                        " RETURNING kafka_partition",
+                        (view, topic, part.partition, part.next_offset, meta, part.state, now),
+                    )
+                else:
+                    rows = self._db.run(
+                        "UPDATE {stream_partitions} SET next_offset = ?, meta = ?, state = ?,"
+                        " updated_at = ? WHERE view_name = ? AND topic = ?"
+                        " AND kafka_partition = ? AND next_offset = ? RETURNING kafka_partition",
+                        (
+                            part.next_offset,
+                            meta,
+                            part.state,
+                            now,
+                            view,
+                            topic,
+                            part.partition,
+                            expected,
+                        ),
+                    )
+                if not rows:
+                    raise StaleCheckpoint(
+                        f"view {view!r}: partition {part.partition} of topic {topic!r} was"
+                        " committed by another worker",
+                        fix="nothing to do: the partition's new owner continues from its commit",
+                    )
+
+    def reset_stream(self, view: str) -> int:
+        """Forget the streaming progress and window state of ``view``; return the partitions
+        forgotten."""
+        with self._lock, self._db.transaction():
+            rows = self._db.run(
+                "DELETE FROM {stream_partitions} WHERE view_name = ? RETURNING kafka_partition",
+                (view,),
+            )
+        return len(rows)
 
     # -------------------------------------------------------------- counter
     def next_seq(self) -> int:

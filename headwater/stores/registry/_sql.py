@@ -18,7 +18,18 @@ from typing import Any
 from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
 from headwater.observability.redact import redact
 
-TABLES = ("meta", "definitions", "view_schemas", "runs", "checkpoints", "counters")
+TABLES = (
+    "meta",
+    "definitions",
+    "view_schemas",
+    "runs",
+    "checkpoints",
+    "counters",
+    "stream_partitions",
+    "check_results",
+    "source_schemas",
+    "fitted_statistics",
+)
 DDL = (
     "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {definitions} (kind TEXT NOT NULL, name TEXT NOT NULL,"
@@ -34,6 +45,23 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {checkpoints} (name TEXT PRIMARY KEY, value TEXT NOT NULL,"
     " updated_at {ts} NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {counters} (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {stream_partitions} (view_name TEXT NOT NULL, topic TEXT NOT NULL,"
+    " kafka_partition INTEGER NOT NULL, next_offset BIGINT NOT NULL, meta TEXT NOT NULL,"
+    " state {blob}, updated_at {ts} NOT NULL, PRIMARY KEY (view_name, topic, kafka_partition))",
+    "CREATE TABLE IF NOT EXISTS {check_results} (run_id TEXT NOT NULL, view_name TEXT NOT NULL,"
+    " stage TEXT NOT NULL, subject TEXT NOT NULL, check_name TEXT NOT NULL,"
+    " position INTEGER NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,"
+    " column_names TEXT NOT NULL, passed INTEGER NOT NULL, action TEXT NOT NULL,"
+    " rows_checked BIGINT NOT NULL, rows_failed BIGINT NOT NULL, message TEXT NOT NULL,"
+    " sample TEXT NOT NULL, recorded_at {ts} NOT NULL, PRIMARY KEY (run_id, stage, check_name))",
+    "CREATE INDEX IF NOT EXISTS check_results_view ON {check_results} (view_name, recorded_at)",
+    "CREATE TABLE IF NOT EXISTS {source_schemas} (source_name TEXT PRIMARY KEY,"
+    " arrow_schema {blob} NOT NULL, updated_at {ts} NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS {fitted_statistics} (view_name TEXT NOT NULL,"
+    " step_key TEXT NOT NULL, step TEXT NOT NULL, position INTEGER NOT NULL,"
+    " fit_start_ms BIGINT NOT NULL, fit_end_ms BIGINT NOT NULL, stats TEXT NOT NULL,"
+    " rows_fitted BIGINT NOT NULL, view_version INTEGER, fitted_at {ts} NOT NULL,"
+    " PRIMARY KEY (view_name, step_key))",
 )
 
 
