@@ -287,7 +287,7 @@ def stream(
     ] = False,
     max_batch: Annotated[
         int, typer.Option("--max-batch", min=1, help="Most messages per micro-batch.")
-    ] = 50_000,
+    ] = 200_000,
     metrics_port: Annotated[
         int | None,
         typer.Option("--metrics-port", help="Serve Prometheus metrics on this port (/metrics)."),

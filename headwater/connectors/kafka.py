@@ -82,7 +82,9 @@ def consumer_config(conn: KafkaConnection, *, group_id: str, **overrides: Any) -
 
     Defaults (the connection's ``settings`` win over them): ``auto.offset.reset=earliest``,
     ``session.timeout.ms=6000`` and ``heartbeat.interval.ms=1000`` (a group forms in seconds),
-    ``enable.partition.eof=false``. ``enable.auto.commit`` is always false.
+    ``enable.partition.eof=false``, ``fetch.queue.backoff.ms=100`` (librdkafka's default of a
+    second caps a consumer that drains its queue in large batches). ``enable.auto.commit`` is
+    always false.
 
     Args:
         conn: the connection.
@@ -95,6 +97,7 @@ def consumer_config(conn: KafkaConnection, *, group_id: str, **overrides: Any) -
         "session.timeout.ms": 6000,
         "heartbeat.interval.ms": 1000,
         "enable.partition.eof": False,
+        "fetch.queue.backoff.ms": 100,
     }
     config.update(client_config(conn))
     config["group.id"] = group_id

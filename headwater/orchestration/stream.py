@@ -55,6 +55,7 @@ log = logging.getLogger("headwater.stream")
 
 _ASSIGN_TIMEOUT_S = 120.0
 _WRITE_RETRIES = 8
+_IDLE_MEMBER_S = 15.0
 
 
 @dataclass
@@ -71,7 +72,7 @@ class StreamOptions:
     """
 
     until_caught_up: bool = False
-    max_batch_messages: int = 50_000
+    max_batch_messages: int = 200_000
     max_batch_wait_s: float = 0.5
     stop: threading.Event = field(default_factory=threading.Event)
     on_batch: Callable[[StreamStats], None] | None = None
@@ -235,16 +236,20 @@ class StreamWorker:
         )
         try:
             self._check_topic(consumer)
+            done = False
             if options.until_caught_up:
                 self._end_offsets = end_offsets(self.conn, self.source.topic)
-            consumer.subscribe(
-                [self.source.topic],
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_revoke,
-            )
+                # Committed progress already covers the topic: nothing to join the group for.
+                done = self._caught_up(consumer)
+            if not done:
+                consumer.subscribe(
+                    [self.source.topic],
+                    on_assign=self._on_assign,
+                    on_revoke=self._on_revoke,
+                    on_lost=self._on_revoke,
+                )
             started = time.monotonic()
-            while not options.stop.is_set():
+            while not done and not options.stop.is_set():
                 messages = consumer.consume(options.max_batch_messages, options.max_batch_wait_s)
                 good = []
                 for message in messages:
@@ -263,9 +268,15 @@ class StreamWorker:
                 elif self.owned:
                     self._tick(consumer)
                 if options.until_caught_up:
-                    if self._caught_up(consumer):
+                    waited = time.monotonic() - started
+                    # Leaving a group in the middle of a join can stall it for the others: a
+                    # worker that was never given a partition waits a while before it stops
+                    # on the strength of the other workers' committed progress.
+                    if (self._assigned_once or waited > _IDLE_MEMBER_S) and self._caught_up(
+                        consumer
+                    ):
                         break
-                    if not self._assigned_once and time.monotonic() - started > _ASSIGN_TIMEOUT_S:
+                    if not self._assigned_once and waited > _ASSIGN_TIMEOUT_S:
                         raise HeadwaterError(
                             f"view {self.view.name!r}: no partition of topic "
                             f"{self.source.topic!r} was assigned within {_ASSIGN_TIMEOUT_S:.0f}s",
@@ -480,8 +491,9 @@ class StreamWorker:
         self.stats.rows_quarantined += gate.rows_quarantined
 
     def _tick(self, consumer: Any) -> None:
-        """No message arrived: idle partitions may now let windows close."""
-        if self.view.kind != "aggregation" or self.state is None or self.options.until_caught_up:
+        """No message arrived: idle partitions, or partitions just taken over with their saved
+        state, may now let windows close."""
+        if self.view.kind != "aggregation" or self.state is None:
             return
         before = dict(self.state.closed)
         out = self._close(time.monotonic())
@@ -642,6 +654,7 @@ class StreamWorker:
                 "max_ts": part.max_ts,
                 "closed": self.state.closed.get(partition) if self.state else None,
                 "fingerprint": getattr(self, "_fingerprint", None),
+                "run_id": self.stats.run_id,  # which worker committed it last
             }
             blob = self.state.snapshot(partition) if self.state else None
             updates.append(
@@ -701,9 +714,8 @@ class StreamWorker:
     def _caught_up(self, consumer: Any) -> bool:
         """True once this worker's partitions reached their end offsets *and* the committed
         progress of every partition of the topic did: a partition of a worker that died is
-        taken over (after the group notices) rather than left behind."""
-        if not self._assigned_once:
-            return False
+        taken over (after the group notices) rather than left behind. A worker that was never
+        given a partition stops as soon as the others' committed progress covers the topic."""
         from confluent_kafka import TopicPartition
 
         for partition, part in self.owned.items():
@@ -720,7 +732,25 @@ class StreamWorker:
         if not pending:
             return True
         saved = self.registry.stream_partitions(self.view.name, self.source.topic, pending)
-        return all(p in saved and saved[p].next_offset >= self._end_offsets[p] for p in pending)
+        if not all(p in saved and saved[p].next_offset >= self._end_offsets[p] for p in pending):
+            return False
+        if self.state is None:
+            return True
+        # A partition another member finished may still hold windows its worker's watermark
+        # did not close (the worker died, or owned slower partitions). It is done only once
+        # closed as far as the slowest partition of the topic allows; otherwise wait for it to
+        # be reassigned here.
+        newest = [saved[p].meta.get("max_ts") for p in pending]
+        newest += [part.max_ts for part in self.owned.values()]
+        known = [ts for ts in newest if ts is not None]
+        if not known:
+            return True
+        watermark = min(known) - self.lateness_ms
+        return all(
+            saved[p].meta.get("max_ts") is None
+            or (saved[p].meta.get("closed") is not None and saved[p].meta["closed"] >= watermark)
+            for p in pending
+        )
 
     def _save_schema(self, schema: pa.Schema) -> None:
         text = base64.b64encode(schema.serialize().to_pybytes()).decode()
