@@ -779,9 +779,10 @@ def run_streams(
     errors: list[BaseException] = []
 
     def work(view: FeatureView) -> None:
-        registry = Registry.open(project)
-        online = open_online_store(project) if view.online else None
+        registry = online = None
         try:
+            registry = Registry.open(project)
+            online = open_online_store(project) if view.online else None
             worker = StreamWorker(
                 project,
                 view,
@@ -798,7 +799,8 @@ def run_streams(
         finally:
             if online is not None:
                 online.close()
-            registry.close()
+            if registry is not None:
+                registry.close()
 
     if len(views) == 1:
         work(views[0])

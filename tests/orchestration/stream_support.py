@@ -81,7 +81,8 @@ def write_stream_project(
             windows=list(windows),
             emit=emit,
             idle=idle,
-            group=group or f"hw-{root.parent.name}-{root.name}",
+            # Unique per topic and project: a long-lived broker keeps groups of earlier sessions.
+            group=group or f"hw-{topic}-{root.parent.name}-{root.name}",
         )
     )
     return root

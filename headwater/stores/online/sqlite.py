@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.definitions.naming import quote_ident
+from headwater.stores._sqlite import wal_mode
 from headwater.stores.online.codec import (
     Stored,
     decode_stored,
@@ -66,7 +67,7 @@ class SqliteOnlineStore:
         self._conn: sqlite3.Connection | None = sqlite3.connect(
             self.path, timeout=30.0, check_same_thread=False, isolation_level=None
         )
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        wal_mode(self._conn)
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(
             f"CREATE TABLE IF NOT EXISTS {_SCHEMAS} (view TEXT NOT NULL, id TEXT NOT NULL, "

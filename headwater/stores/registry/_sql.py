@@ -17,6 +17,7 @@ from typing import Any
 
 from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
 from headwater.observability.redact import redact
+from headwater.stores._sqlite import wal_mode
 
 TABLES = (
     "meta",
@@ -126,7 +127,7 @@ class SqliteDb(Db):
             ) from exc
         try:
             self._conn.execute("PRAGMA busy_timeout = 30000")
-            self._conn.execute("PRAGMA journal_mode = WAL")
+            wal_mode(self._conn)
         except BaseException:
             self._conn.close()
             raise
