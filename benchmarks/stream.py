@@ -551,8 +551,8 @@ def run_latency(
     if name == "headwater":
         cmd = [sys.executable, "-m", "headwater", "stream", LIVE_VIEW, "--repo", str(root)]
         return latency.measure(
-            what=f"`headwater stream {LIVE_VIEW}` (defaults: micro-batches of up to 50,000 "
-            "messages or 0.5 s)",
+            what=f"`headwater stream {LIVE_VIEW}` (defaults: micro-batches of up to "
+            f"{HEADWATER_BATCH:,} messages or 0.5 s)",
             cmd=_pin(args, cmd),
             env=headwater_env(),
             cwd=ROOT,
