@@ -325,27 +325,11 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ rebalances
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
-        from confluent_kafka import OFFSET_BEGINNING
-
         numbers = [tp.partition for tp in partitions]
         saved = self.registry.stream_partitions(self.view.name, self.source.topic, numbers)
         now = time.monotonic()
         for tp in partitions:
-            found = saved.get(tp.partition)
-            if found is None:
-                self.owned[tp.partition] = _Partition(None, None, None, now)
-                tp.offset = OFFSET_BEGINNING
-                if self.state is not None:
-                    self.state.restore(tp.partition, None, None)
-                continue
-            self.owned[tp.partition] = _Partition(
-                found.next_offset, found.next_offset, found.meta.get("max_ts"), now
-            )
-            tp.offset = found.next_offset
-            if self.state is not None:
-                self._restore(tp.partition, found)
-            elif self.view.kind == "aggregation":
-                self._pending_restore[tp.partition] = found
+            tp.offset = self._take(tp.partition, saved.get(tp.partition), now)
         consumer.assign(partitions)
         self._assigned_once = True
         self.stats.partitions = sorted(self.owned)
@@ -440,9 +424,10 @@ class StreamWorker:
             dead += self._letters(messages, keyless, "schema", self._keyless_reason)
         self.stats.messages += len(messages)
         self.stats.events += table.num_rows
-        if gate is not None and self.view.checks:
-            out = [self._checked_output(gate, out)]
-        self._write(out, dead)
+        rows = self._combine(out)
+        if rows is not None and gate is not None and self.view.checks:
+            rows = gate.output(rows.to_reader()).read_all()  # view checks, before any write
+        self._write(rows, dead)
 
     # ------------------------------------------------------------------ quality
     def _gate(self) -> QualityGate:
@@ -466,20 +451,19 @@ class StreamWorker:
         finally:
             self.con.unregister("__hw_decoded")
 
-    def _checked_output(self, gate: QualityGate, out: list[pa.Table]) -> pa.Table:
+    def _combine(self, outputs: list[pa.Table]) -> pa.Table | None:
+        """One table of the batch's output rows (``None``: none). A window that both updated
+        and closed in the batch comes twice with the same values: kept once."""
         import pyarrow as pa
 
-        tables = [t for t in out if t.num_rows]
-        if not tables:
-            return out[0] if out else pa.table({})
-        rows = pa.concat_tables(tables)
-        if len(tables) > 1:
-            self.con.register("__hw_out", rows)
-            try:
-                rows = self.con.sql("SELECT DISTINCT * FROM __hw_out").to_arrow_table()
-            finally:
-                self.con.unregister("__hw_out")
-        return gate.output(rows.to_reader()).read_all()
+        tables = [t for t in outputs if t.num_rows]
+        if len(tables) < 2:
+            return tables[0] if tables else None
+        self.con.register("__hw_out", pa.concat_tables(tables))
+        try:
+            return self.con.sql("SELECT DISTINCT * FROM __hw_out").to_arrow_table()
+        finally:
+            self.con.unregister("__hw_out")
 
     def _count_quality(self, gate: QualityGate) -> None:
         quality = self.stats.quality
@@ -500,7 +484,7 @@ class StreamWorker:
         if out.num_rows or self.state.closed != before:
             for partition in self.owned:
                 self.owned[partition].dirty = True
-            self._write([out], [])
+            self._write(out, [])
             self._commit(consumer)
 
     def _watermark(self, now: float) -> int | None:
@@ -561,23 +545,11 @@ class StreamWorker:
         from headwater.connectors.kafka import DeadLetter
 
         wanted = set(where)
-        letters = []
-        for message in messages:
-            if (message.partition(), message.offset()) in wanted:
-                _kind, ts = message.timestamp()
-                letters.append(
-                    DeadLetter(
-                        topic=message.topic(),
-                        partition=message.partition(),
-                        offset=message.offset(),
-                        timestamp_ms=ts if ts and ts > 0 else None,
-                        key=message.key(),
-                        value=message.value(),
-                        check=check,
-                        reason=reason(message),
-                    )
-                )
-        return letters
+        return [
+            DeadLetter.of(message, check, reason(message))
+            for message in messages
+            if (message.partition(), message.offset()) in wanted
+        ]
 
     def _late_reason(self, message: Any) -> str:
         closed = self.state.closed.get(message.partition()) if self.state else None
@@ -591,18 +563,8 @@ class StreamWorker:
         return f"join key {', '.join(self.view.join_keys)} missing or null"
 
     # ------------------------------------------------------------------ effects
-    def _write(self, outputs: list[pa.Table], dead: list[DeadLetter]) -> None:
-        import pyarrow as pa
-
-        outputs = [t for t in outputs if t.num_rows]
-        if outputs:
-            rows = pa.concat_tables(outputs) if len(outputs) > 1 else outputs[0]
-            if len(outputs) > 1:
-                self.con.register("__hw_out", rows)
-                try:
-                    rows = self.con.sql("SELECT DISTINCT * FROM __hw_out").to_arrow_table()
-                finally:
-                    self.con.unregister("__hw_out")
+    def _write(self, rows: pa.Table | None, dead: list[DeadLetter]) -> None:
+        if rows is not None and rows.num_rows:
             if self.view.offline:
                 self._write_offline(rows)
             if self.online is not None:
@@ -691,25 +653,30 @@ class StreamWorker:
 
     def _reload(self, consumer: Any, partitions: list[int]) -> None:
         """After a refused commit: take the partitions' saved progress again and seek there."""
-        from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+        from confluent_kafka import TopicPartition
 
         saved = self.registry.stream_partitions(self.view.name, self.source.topic, partitions)
         now = time.monotonic()
         for partition in partitions:
-            found = saved.get(partition)
-            offset = found.next_offset if found else OFFSET_BEGINNING
-            self.owned[partition] = _Partition(
-                found.next_offset if found else None,
-                found.next_offset if found else None,
-                found.meta.get("max_ts") if found else None,
-                now,
-            )
-            if self.state is not None:
-                if found is None:
-                    self.state.restore(partition, None, None)
-                else:
-                    self._restore(partition, found)
+            offset = self._take(partition, saved.get(partition), now)
             consumer.seek(TopicPartition(self.source.topic, partition, offset))
+
+    def _take(self, partition: int, found: StreamPartition | None, now: float) -> int:
+        """Own ``partition`` from its saved progress (``None``: from the beginning of the
+        topic); return the offset to read from."""
+        from confluent_kafka import OFFSET_BEGINNING
+
+        offset = None if found is None else found.next_offset
+        max_ts = None if found is None else found.meta.get("max_ts")
+        self.owned[partition] = _Partition(offset, offset, max_ts, now)
+        if self.state is not None:
+            if found is None:
+                self.state.restore(partition, None, None)
+            else:
+                self._restore(partition, found)
+        elif found is not None and self.view.kind == "aggregation":
+            self._pending_restore[partition] = found  # restored once the schema is known
+        return OFFSET_BEGINNING if offset is None else offset
 
     def _caught_up(self, consumer: Any) -> bool:
         """True once this worker's partitions reached their end offsets *and* the committed
