@@ -324,12 +324,9 @@ def _row_result(
     if check.mostly is not None:
         verdict = "at least" if passed else "below"
         text += f"; {share:.2%} pass, {verdict} mostly={check.mostly}"
-    return CheckResult(
-        subject=subject,
-        check=check.name,
-        kind=check.kind,
-        severity=check.severity,
-        columns=check.columns,
+    return _result(
+        subject,
+        check,
         passed=passed,
         action="passed" if passed else _ACTION[check.severity],
         message=f"{subject}: check {check.name!r}{where}: {text}",
@@ -387,12 +384,9 @@ def _batch_result(
         diagnostics["problems"] = wrong
     else:  # pragma: no cover - every batch-level kind is handled above
         raise TypeError(f"{type(check).__name__} is not a batch-level check")
-    return CheckResult(
-        subject=subject,
-        check=check.name,
-        kind=check.kind,
-        severity=check.severity,
-        columns=check.columns,
+    return _result(
+        subject,
+        check,
         passed=passed,
         action="passed" if passed else _ACTION[check.severity],
         message=f"{subject}: check {check.name!r}{_where(check)}: {text}",
@@ -439,14 +433,23 @@ def _split(
     )
 
 
-def _broken(subject: str, check: Check, problem: str) -> CheckResult:
-    """A check that could not be evaluated: it fails the run whatever its severity."""
+def _result(subject: str, check: Check, **outcome: Any) -> CheckResult:
+    """A result of ``check``: what it is comes from the check, what happened from ``outcome``."""
     return CheckResult(
         subject=subject,
         check=check.name,
         kind=check.kind,
         severity=check.severity,
         columns=check.columns,
+        **outcome,
+    )
+
+
+def _broken(subject: str, check: Check, problem: str) -> CheckResult:
+    """A check that could not be evaluated: it fails the run whatever its severity."""
+    return _result(
+        subject,
+        check,
         passed=False,
         action="failed",
         message=f"{subject}: check {check.name!r}{_where(check)} cannot be evaluated: {problem}",
@@ -456,12 +459,9 @@ def _broken(subject: str, check: Check, problem: str) -> CheckResult:
 
 def _verdict(subject: str, check: Check, passed: bool, batches: int) -> CheckResult:
     text = "passed" if passed else "returned false"
-    return CheckResult(
-        subject=subject,
-        check=check.name,
-        kind=check.kind,
-        severity=check.severity,
-        columns=check.columns,
+    return _result(
+        subject,
+        check,
         passed=passed,
         action="passed" if passed else _ACTION[check.severity],
         message=f"{subject}: check {check.name!r}: {check.describe()} {text} "
