@@ -1,11 +1,14 @@
 """Evaluate checks on a batch of rows held in DuckDB, vectorised.
 
-One statement copies the batch into a temporary table with one boolean column per row-level
-check (the checks compiled to SQL by :mod:`headwater.quality.rules`); Python checks and
-query checks then flag their rows by row number; one aggregate counts everything. Passing and
-quarantined rows are views over that table, so every consumer reads the same snapshot of the
-batch (a file read twice could have changed; a stream cannot be read twice) and each row is
-either passed on or quarantined — never both, never neither.
+Row-level checks are compiled to SQL by :mod:`headwater.quality.rules`: one boolean per check
+and row. When no check can set rows aside (severities ``warn`` and ``fail`` only) and every
+check is SQL, one aggregate over the batch counts everything and the rows go on as they came.
+Otherwise one statement copies the batch into a temporary table with those booleans as columns;
+Python checks and query checks then flag their rows by row number; one aggregate counts
+everything. Passing and quarantined rows are views over that table, so both read the same
+snapshot of the batch and each row is either passed on or quarantined — never both, never
+neither. (A one-shot source, such as a database read, is kept by the runner before it is
+checked, so reading it again gives the same rows.)
 
 The batch path calls :func:`evaluate` once per run and stage; the streaming engine calls it once
 per micro-batch.
@@ -84,14 +87,15 @@ def evaluate(
                 f"column {missing[0]!r} is not in the batch (columns: {', '.join(types)})",
             )
         elif check.ROW_LEVEL:
-            rules.append(compile_rule(check, index, types, stored_keys, stored_columns))
+            rules.append(compile_rule(check, index, relation, types, stored_keys, stored_columns))
         else:
             batch.append((index, check))
     outcome = QualityOutcome(subject, run_id, relation, None, [], 0, 0, con)
-    source = relation
-    if rules:
-        tag = f"__hw_q{next(_ids)}"
-        source = tag
+    # Rows are flagged into a table only when some may be set aside or flagged outside SQL;
+    # otherwise one aggregate over the batch counts everything and the rows go on unchanged.
+    tag = f"__hw_q{next(_ids)}"
+    flagged = any(r.check.severity == "quarantine" or r.fail is None for r in rules)
+    if flagged:
         _flag_table(con, tag, relation, rules, subject)
         outcome._temporary.append(("TABLE", tag))
         for rule in rules:
@@ -99,7 +103,17 @@ def evaluate(
                 error = _flag_outside_sql(con, tag, rule, list(types), subject)
                 if error is not None:
                     results[_index(rule)] = error
-    counts = _aggregate(con, source, rules, batch, types, timestamp_field)
+        counts = _aggregate(con, tag, [], rules, batch, types, timestamp_field)
+    elif rules:
+        import duckdb
+
+        flags, params = _flag_select(relation, rules)
+        try:
+            counts = _aggregate(con, f"({flags})", params, rules, batch, types, timestamp_field)
+        except duckdb.Error as exc:
+            raise _unevaluable(subject, rules, exc) from None
+    else:
+        counts = _aggregate(con, relation, [], rules, batch, types, timestamp_field)
     outcome.rows_in = int(counts["rows"])
     now = int(time.time() * 1000) if now_ms is None else now_ms
     for index, check in batch:
@@ -110,13 +124,13 @@ def evaluate(
         index = _index(rule)
         if index in results:
             continue
-        result = _row_result(subject, rule, counts, con, source)
+        result = _row_result(subject, rule, counts)
         results[index] = result
         if result.action == "quarantined":
             quarantining.append(rule)
     outcome.results = [results[i] for i in sorted(results)]
-    if rules:
-        _split(con, outcome, source, list(types), quarantining, run_id)
+    if flagged:
+        _split(con, outcome, tag, list(types), quarantining, run_id)
     return outcome
 
 
@@ -124,9 +138,9 @@ def _index(rule: RowRule) -> int:
     return int(rule.flag.removeprefix("__hw_f"))
 
 
-def _flag_table(
-    con: duckdb.DuckDBPyConnection, tag: str, relation: str, rules: list[RowRule], subject: str
-) -> None:
+def _flag_select(relation: str, rules: list[RowRule]) -> tuple[str, list[Any]]:
+    """The query of the batch's rows with one boolean column per rule (true: the row offends),
+    and its parameters. Rules checked outside SQL start with ``false`` and a row number."""
     extras = [f"{expr} AS {name}" for rule in rules for name, expr in rule.extras.items()]
     if any(rule.fail is None for rule in rules):
         extras.append(f"row_number() OVER () AS {ROW}")
@@ -138,22 +152,33 @@ def _flag_table(
         else:
             flags.append(f"coalesce(({rule.fail}), false) AS {rule.flag}")
             params += rule.params
-    inner = ", ".join(["*", *extras])
+    inner = ", ".join(["__hw_r.*", *extras])
+    joins = " ".join(join for rule in rules for join in rule.joins)
+    query = (
+        f"WITH __hw_x AS (SELECT {inner} FROM {relation} AS __hw_r {joins}) "
+        f"SELECT *, {', '.join(flags)} FROM __hw_x"
+    )
+    return query, params
+
+
+def _flag_table(
+    con: duckdb.DuckDBPyConnection, tag: str, relation: str, rules: list[RowRule], subject: str
+) -> None:
+    query, params = _flag_select(relation, rules)
     import duckdb
 
     try:
-        con.execute(
-            f"CREATE TEMP TABLE {tag} AS WITH __hw_x AS (SELECT {inner} FROM {relation} AS "
-            f"__hw_r) SELECT *, {', '.join(flags)} FROM __hw_x",
-            params,
-        )
+        con.execute(f"CREATE TEMP TABLE {tag} AS {query}", params)
     except duckdb.Error as exc:  # e.g. an expression that cannot convert this batch's values
-        names = ", ".join(repr(rule.check.name) for rule in rules)
-        raise QualityFailed(
-            f"{subject}: the checks {names} could not be evaluated on this batch: "
-            f"{_first_line(exc)}",
-            fix="make the check's SQL robust to the data (TRY_CAST instead of CAST, ...)",
-        ) from None
+        raise _unevaluable(subject, rules, exc) from None
+
+
+def _unevaluable(subject: str, rules: list[RowRule], exc: BaseException) -> QualityFailed:
+    names = ", ".join(repr(rule.check.name) for rule in rules)
+    return QualityFailed(
+        f"{subject}: the checks {names} could not be evaluated on this batch: {_first_line(exc)}",
+        fix="make the check's SQL robust to the data (TRY_CAST instead of CAST, ...)",
+    )
 
 
 def _flag_outside_sql(
@@ -267,23 +292,39 @@ def _mask(returned: Any, rows: int) -> pa.Array:
 def _aggregate(
     con: duckdb.DuckDBPyConnection,
     source: str,
+    params: list[Any],
     rules: list[RowRule],
     batch: list[tuple[int, Check]],
     types: dict[str, str],
     timestamp_field: str | None,
 ) -> dict[str, Any]:
-    """One pass counting rows, offending and checked rows per rule, and newest event times."""
+    """One pass over the flagged rows (a table, or the query of :func:`_flag_select` in
+    parentheses, with its ``params``) counting rows, offending and checked rows and a few
+    offending values per rule, and the newest event times."""
     items = ["count(*) AS rows"]
     for rule in rules:
         items.append(f"count(*) FILTER (WHERE {rule.flag}) AS {rule.flag}_failed")
         items.append(f"count(*) FILTER (WHERE {rule.checked}) AS {rule.flag}_checked")
+        # Any SAMPLE_SIZE offending values (arg_min over a constant: no order is imposed).
+        items.append(
+            f"arg_min({_sampled(rule.sample)}, 0, {SAMPLE_SIZE}) FILTER (WHERE {rule.flag}) "
+            f"AS {rule.flag}_sample"
+        )
     for index, check in batch:
         if isinstance(check, Freshness):
             column = check.column or timestamp_field
             if column and column in types:
                 items.append(f"max({_epoch_ms(column, types[column])}) AS __hw_newest{index}")
-    table = con.sql(f"SELECT {', '.join(items)} FROM {source}").to_arrow_table()
+    query = f"SELECT {', '.join(items)} FROM {source}"
+    # Arrow, not fetchall: sampled values keep their types without extra conversions.
+    table = con.sql(query, params=params or None).to_arrow_table()
     return {name: table.column(name)[0].as_py() for name in table.column_names}
+
+
+def _sampled(columns: tuple[str, ...]) -> str:
+    if len(columns) == 1:
+        return q(columns[0])
+    return "{" + ", ".join(f"{sql_literal(c)}: {q(c)}" for c in columns) + "}"
 
 
 def _epoch_ms(column: str, duck_type: str) -> str:
@@ -293,29 +334,13 @@ def _epoch_ms(column: str, duck_type: str) -> str:
     return f"epoch_ms(TRY_CAST({q(column)} AS TIMESTAMPTZ))"
 
 
-def _row_result(
-    subject: str,
-    rule: RowRule,
-    counts: dict[str, Any],
-    con: duckdb.DuckDBPyConnection,
-    source: str,
-) -> CheckResult:
+def _row_result(subject: str, rule: RowRule, counts: dict[str, Any]) -> CheckResult:
     check = rule.check
     failed = int(counts[f"{rule.flag}_failed"])
     checked = int(counts[f"{rule.flag}_checked"])
     share = 1.0 if checked == 0 else (checked - failed) / checked
     passed = failed == 0 if check.mostly is None else share >= check.mostly
-    sample: list[Any] = []
-    if failed:
-        cols = ", ".join(q(c) for c in rule.sample)
-        rows = con.sql(
-            f"SELECT {cols} FROM {source} WHERE {rule.flag} LIMIT {SAMPLE_SIZE}"
-        ).to_arrow_table()  # Arrow, not fetchall: values keep their types without extras
-        names = list(rule.sample)
-        sample = [
-            jsonable(row[names[0]]) if len(names) == 1 else jsonable(row)
-            for row in rows.to_pylist()
-        ]
+    sample = [jsonable(value) for value in counts[f"{rule.flag}_sample"] or []]
     where = _where(check)
     if failed == 0:
         text = f"all {checked} rows pass ({check.describe()})"

@@ -63,17 +63,20 @@ class RowRule:
     reason: str
     params: list[Any] = field(default_factory=list)
     extras: dict[str, str] = field(default_factory=dict)
+    joins: list[str] = field(default_factory=list)
     sample: tuple[str, ...] = ()
 
 
 def compile_rule(
     check: Check,
     index: int,
+    relation: str,
     types: dict[str, str],
     stored: StoredKeys | None = None,
     stored_columns: Sequence[str] = (),
 ) -> RowRule:
-    """The SQL of row-level ``check`` (the ``index``-th) over a batch with column ``types``."""
+    """The SQL of row-level ``check`` (the ``index``-th) over the batch ``relation`` (read as
+    ``__hw_r``) with column ``types``."""
     flag = f"__hw_f{index}"
     prefix = f"{check.name}: "
     if isinstance(check, NotNull):
@@ -98,7 +101,7 @@ def compile_rule(
             sample=(check.column,),
         )
     if isinstance(check, Unique):
-        return _unique(check, index, flag, prefix, stored, stored_columns, types)
+        return _unique(check, index, relation, flag, prefix, stored, stored_columns, types)
     if isinstance(check, Between):
         col = q(check.column)
         bounds: list[str] = []
@@ -178,6 +181,7 @@ def compile_rule(
 def _unique(
     check: Unique,
     index: int,
+    relation: str,
     flag: str,
     prefix: str,
     stored: StoredKeys | None,
@@ -187,7 +191,17 @@ def _unique(
     keys = [q(k) for k in check.keys]
     present = " AND ".join(f"{k} IS NOT NULL" for k in keys)
     count = f"__hw_n{index}"
-    extras = {count: f"count(*) OVER (PARTITION BY {', '.join(keys)})"}
+    # How often a row's key occurs in the batch: the keys seen more than once, grouped apart
+    # and joined back (a hash join against the few duplicated keys, much cheaper than a window
+    # over the whole batch).
+    dups = f"__hw_d{index}"
+    listed = ", ".join(keys)
+    joins = [
+        f"LEFT JOIN (SELECT {listed}, count(*) AS {count} FROM {relation} AS __hw_g "
+        f"WHERE {present} GROUP BY {listed} HAVING count(*) > 1) AS {dups} ON "
+        + " AND ".join(f"__hw_r.{k} = {dups}.{k}" for k in keys)
+    ]
+    extras = {count: f"coalesce({dups}.{count}, 1)"}
     seen = "false"
     if check.stored and stored is not None and all(k in stored_columns for k in check.keys):
         match = [f"__hw_s.{k} = __hw_r.{k}" for k in keys]
@@ -214,6 +228,7 @@ def _unique(
         present,
         reason,
         extras=extras,
+        joins=joins,
         sample=check.keys,
     )
 

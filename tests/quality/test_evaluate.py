@@ -190,6 +190,51 @@ def test_unique_against_stored_rows(con: duckdb.DuckDBPyConnection) -> None:
     assert local.rows_quarantined == 2
 
 
+def test_checks_that_set_nothing_aside_count_without_copying_the_batch(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    stored = pa.table({"id": pa.array([1], pa.int64()), "email": ["old@x.io"]})
+    con.register("stored", stored)
+    rules = [
+        checks.unique("id"),
+        checks.between("amount", 0, 100_000),
+        checks.not_null("id", severity="fail"),
+    ]
+    warned = run(
+        con,
+        [checks.unique("id", severity="warn"), *rules[1:]],
+        stored_keys=StoredKeys("stored", identity=("id", "email")),
+    )
+    # The rows go on as they came: no flag table, nothing to release.
+    assert warned.relation == "batch"
+    assert warned._temporary == []
+    assert [(r.check, r.rows_failed, r.rows_checked) for r in warned.results] == [
+        ("unique(id)", 3, 5),
+        ("between(amount)", 2, 5),
+        ("not_null(id)", 1, 6),
+    ]
+    assert sorted(warned.results[0].sample) == [1, 2, 2]
+    assert sorted(warned.results[1].sample) == [-5.0, 200_000.0]
+    assert warned.results[2].sample == [
+        {
+            "id": None,
+            "amount": 200_000.0,
+            "status": "paid",
+            "email": "g@h.io",
+            "ts": "2024-05-31T20:00:00+00:00",
+        }
+    ]
+    # The same checks quarantining find the same rows.
+    quarantined = run(
+        con,
+        [checks.unique("id", severity="quarantine"), *rules[1:]],
+        stored_keys=StoredKeys("stored", identity=("id", "email")),
+    )
+    assert quarantined.relation != "batch"
+    assert [r.rows_failed for r in quarantined.results] == [3, 2, 1]
+    assert quarantined.rows_quarantined == 3
+
+
 # ---------------------------------------------------------------------- batch-level checks
 def test_row_count(con: duckdb.DuckDBPyConnection) -> None:
     assert run(con, [checks.row_count(min=1, max=6)]).results[0].passed
@@ -334,39 +379,45 @@ def test_throughput_is_vectorised(con: duckdb.DuckDBPyConnection) -> None:
 
 # ---------------------------------------------------------------------- property
 ROW_RULES: list[tuple[str, Any, Any]] = [
-    # (name, check builder (severity, mostly) -> check, Python reference of a failing row)
-    ("n", lambda s, m: checks.not_null("n", severity=s, mostly=m), lambda r: r["n"] is None),
+    # (name, check builder (severity, mostly) -> check, Python reference of a failing row, given
+    # the row and the batch)
+    ("n", lambda s, m: checks.not_null("n", severity=s, mostly=m), lambda r, _rows: r["n"] is None),
     (
         "between",
         lambda s, m: checks.between("n", -5, 5, severity=s, mostly=m),
-        lambda r: r["n"] is not None and not -5 <= r["n"] <= 5,
+        lambda r, _rows: r["n"] is not None and not -5 <= r["n"] <= 5,
     ),
     (
         "in_set",
         lambda s, m: checks.in_set("tag", ["a", "b"], severity=s, mostly=m),
-        lambda r: r["tag"] is not None and r["tag"] not in ("a", "b"),
+        lambda r, _rows: r["tag"] is not None and r["tag"] not in ("a", "b"),
     ),
     (
         "matches",
         lambda s, m: checks.matches("tag", "^[ab]", severity=s, mostly=m),
-        lambda r: r["tag"] is not None and not re.search("^[ab]", r["tag"]),
+        lambda r, _rows: r["tag"] is not None and not re.search("^[ab]", r["tag"]),
     ),
     (
         "max_length",
         lambda s, m: checks.max_length("tag", 2, severity=s, mostly=m),
-        lambda r: r["tag"] is not None and len(r["tag"]) > 2,
+        lambda r, _rows: r["tag"] is not None and len(r["tag"]) > 2,
     ),
     (
         "expression",
         lambda s, m: checks.expression("n <> 0", severity=s, mostly=m),
-        lambda r: r["n"] == 0,
+        lambda r, _rows: r["n"] == 0,
+    ),
+    (
+        "unique",
+        lambda s, m: checks.unique("tag", severity=s, mostly=m),
+        lambda r, rows: r["tag"] is not None and sum(x["tag"] == r["tag"] for x in rows) > 1,
     ),
     (
         "python",
         lambda s, m: checks.python(
             lambda b: pc.invert(pc.fill_null(pc.equal(b["n"], 1), False)), severity=s, mostly=m
         ),
-        lambda r: r["n"] == 1,
+        lambda r, _rows: r["n"] == 1,
     ),
 ]
 
@@ -424,10 +475,10 @@ def test_rows_out_plus_rows_quarantined_is_rows_in(
         ]
         by_key = dict(zip(bad_keys, quarantined.column("_check").to_pylist(), strict=True))
         for key, row in enumerate(rows):
-            failed = [rule.name for rule, ref in acting if ref(row)]
+            failed = [rule.name for rule, ref in acting if ref(row, rows)]
             assert by_key.get(key) == (failed[0] if failed else None)
         for rule, ref, result in zip(rules, references, outcome.results, strict=True):
-            assert result.rows_failed == sum(1 for row in rows if ref(row)), rule.name
+            assert result.rows_failed == sum(1 for row in rows if ref(row, rows)), rule.name
     finally:
         connection.close()
 
