@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from headwater.connectors.kafka import DeadLetter
 from headwater.connectors.kafka_avro import AvroFormat
@@ -35,6 +35,7 @@ from headwater.definitions.kafka import (
     METADATA_COLUMNS,
     RAW_VALUE,
 )
+from headwater.engines.duckdb import usable_cpus
 from headwater.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 
     from headwater.config.models import KafkaConnection
     from headwater.definitions.kafka import KafkaSource
+
+_THREADS = usable_cpus() > 1
+"""Parse blocks in parallel only where the process may use more than one CPU."""
 
 Problem = tuple[str, str]
 """``(check, reason)`` of a message that did not become a row."""
@@ -177,40 +181,23 @@ class Decoder:
         """Decode ``messages`` (``confluent_kafka.Message``; those with an error are skipped)."""
         import pyarrow as pa
 
-        limit = self.source.max_message_bytes
-        raw = self.source.format == "raw"
-        kept: list[Any] = []
-        positions: list[int] = []
-        values: list[bytes] = []
-        keys: list[bytes | None] = []
-        partitions: list[int] = []
-        offsets: list[int] = []
-        stamps: list[int | None] = []
+        # The hot path: one C call per message and field, in comprehensions; the checks on
+        # sizes and missing values are vectorised and loop in Python only over the bad ones.
+        kept = [m for m in messages if m.error() is None]
+        values: list[bytes] = [m.value() for m in kept]
         dead: list[tuple[int, DeadLetter]] = []
-        with_keys = bool(self.source.key_field)
-        keep, keep_position, keep_value = kept.append, positions.append, values.append
-        keep_partition, keep_offset, keep_stamp = partitions.append, offsets.append, stamps.append
-        for position, message in enumerate(messages):
-            if message.error() is not None:
-                continue
-            value = message.value()
-            if value is None and not raw:
-                reason = "the message has no value (a tombstone)"
-                dead.append((position, DeadLetter.of(message, "decode", reason)))
-                continue
-            if value is not None and len(value) > limit:
-                reason = f"the value is {len(value)} bytes, more than max_message_bytes={limit}"
-                dead.append((position, DeadLetter.of(message, "oversized", reason)))
-                continue
-            kind, stamp = message.timestamp()
-            keep(message)
-            keep_position(position)
-            keep_value(value)
-            if with_keys:
-                keys.append(message.key())
-            keep_partition(message.partition())
-            keep_offset(message.offset())
-            keep_stamp(stamp if kind else None)
+        bad = self._unreadable(values)
+        positions: list[int] | range = range(len(kept))
+        if bad:
+            for index, (check, reason) in sorted(bad.items()):
+                dead.append((index, DeadLetter.of(kept[index], check, reason)))
+            positions = [i for i in range(len(kept)) if i not in bad]
+            kept = [kept[i] for i in positions]
+            values = [values[i] for i in positions]
+        keys = [m.key() for m in kept] if self.source.key_field else []
+        partitions = [m.partition() for m in kept]
+        offsets = [m.offset() for m in kept]
+        stamps = [m.timestamp()[1] for m in kept]  # -1 when the message has none
 
         payload, problems = self._decode_payload(values)
         for index, (check, reason) in problems.items():
@@ -225,7 +212,7 @@ class Decoder:
         columns += [
             pa.array(partitions, pa.int32()),
             pa.array(offsets, pa.int64()),
-            pa.array(stamps, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+            _message_times(stamps),
         ]
         if problems:
             rows = pa.array([i for i in range(len(kept)) if i not in problems], pa.int64())
@@ -247,6 +234,27 @@ class Decoder:
                 dead.append((positions[index], DeadLetter.of(kept[index], check, reason)))
         dead.sort(key=lambda item: item[0])
         return Decoded(table, [letter for _, letter in dead])
+
+    def _unreadable(self, values: Sequence[bytes | None]) -> dict[int, Problem]:
+        """Messages with no value (tombstones; fine for the raw format) or a value over the
+        size limit, by index."""
+        if not values:
+            return {}
+        limit = self.source.max_message_bytes
+        raw = self.source.format == "raw"
+        if None not in values and max(map(len, cast("list[bytes]", values))) <= limit:
+            return {}
+        found: dict[int, Problem] = {}
+        for index, value in enumerate(values):
+            if value is None:
+                if not raw:
+                    found[index] = ("decode", "the message has no value (a tombstone)")
+            elif len(value) > limit:
+                found[index] = (
+                    "oversized",
+                    f"the value is {len(value)} bytes, more than max_message_bytes={limit}",
+                )
+        return found
 
     def _decode_payload(self, values: list[bytes]) -> tuple[pa.Table | None, dict[int, Problem]]:
         """The payload table of the good values (in order) and the problems of the others, by
@@ -477,6 +485,18 @@ def _textual(arrow_type: pa.DataType) -> pa.DataType | None:
     return arrow_type
 
 
+def _message_times(stamps: list[int]) -> pa.Array:
+    """Kafka message timestamps (epoch ms; -1 when a message has none) as a timestamp
+    column, null where there is none."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    array = pa.array(stamps, pa.int64())
+    if len(array) and pc.min(array).as_py() < 0:
+        array = pc.if_else(pc.less(array, 0), pa.scalar(None, pa.int64()), array)
+    return array.cast(pa.timestamp("ms", tz="UTC"))
+
+
 def _parse_one(value: bytes) -> tuple[Any, Problem | None]:
     """One message as a JSON object, or why it is not one."""
     try:
@@ -517,7 +537,7 @@ def _bulk(
     try:
         table = pj.read_json(
             pa.BufferReader(data),
-            read_options=pj.ReadOptions(block_size=block_size),
+            read_options=pj.ReadOptions(block_size=block_size, use_threads=_THREADS),
             parse_options=parse,
         )
     except (pa.ArrowException, ValueError) as exc:

@@ -40,8 +40,11 @@ class DuckDBEngine:
         temp = self.project.resolve(self.config.temp_directory)
         os.makedirs(temp, exist_ok=True)
         con.execute("SET temp_directory = ?", [temp])
-        if self.config.threads:
-            con.execute(f"SET threads = {int(self.config.threads)}")
+        # DuckDB sizes its pool by the machine's cores; a process confined to fewer (taskset,
+        # a container's CPU set) would run threads that only take turns on them.
+        threads = self.config.threads or usable_cpus()
+        if self.config.threads or threads < (os.cpu_count() or threads):
+            con.execute(f"SET threads = {int(threads)}")
         limit = self.config.memory_limit or default_memory_limit(self.config.threads)
         con.execute("SET memory_limit = ?", [limit])
         con.execute("SET preserve_insertion_order = false")
@@ -131,11 +134,19 @@ class DuckDBEngine:
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def default_memory_limit(threads: int | None = None) -> str:
     """DuckDB's ``memory_limit`` when ``engine.memory_limit`` is not set: 512 MiB, or 128 MiB
     per thread when that is more (DuckDB needs some memory per thread), and never more than
     80 % of the machine's RAM (DuckDB's own default)."""
-    count = threads or os.cpu_count() or 1
+    count = threads or usable_cpus()
     mib = max(512, 128 * count)
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
