@@ -20,8 +20,9 @@ from headwater.errors import (
     DefinitionError,
     MissingDependency,
     NotFound,
+    StaleCheckpoint,
 )
-from headwater.stores.registry import SCHEMA_VERSION, ApplyDiff, Registry
+from headwater.stores.registry import SCHEMA_VERSION, ApplyDiff, Registry, StreamPartition
 
 OpenRegistry = Callable[[], Registry]
 
@@ -399,3 +400,32 @@ def test_missing_psycopg_raises_missing_dependency(
         Registry.open(project)
     assert info.value.package == "psycopg"
     assert info.value.extra == "postgres"
+
+
+# ------------------------------------------------------------------ streaming state
+def test_stream_state_is_a_base_and_pieces(reg: Registry) -> None:
+    def part(offset: int, **kw: Any) -> StreamPartition:
+        return StreamPartition(0, offset, {"closed": kw.pop("closed", None)}, None, **kw)
+
+    reg.commit_stream("v", "t", [(None, part(10, piece=b"a", piece_end=100))])
+    reg.commit_stream("v", "t", [(10, part(20, piece=b"b", piece_end=200))])
+    reg.commit_stream("v", "t", [(20, part(30, piece=b""))])  # nothing new: no piece
+    found = reg.stream_partitions("v", "t", [0])[0]
+    assert (found.next_offset, found.state, found.pieces) == (30, None, (b"a", b"b"))
+    # Pieces whose windows all ended by the closed-through time go.
+    reg.commit_stream("v", "t", [(30, part(40, piece=b"c", piece_end=300, prune_through=200))])
+    assert reg.stream_partitions("v", "t", [0])[0].pieces == (b"c",)
+    # A whole snapshot replaces the base and every piece.
+    reg.commit_stream("v", "t", [(40, StreamPartition(0, 50, {}, b"base"))])
+    found = reg.stream_partitions("v", "t", [0])[0]
+    assert (found.state, found.pieces) == (b"base", ())
+    reg.commit_stream("v", "t", [(50, part(60, piece=b"d", piece_end=400))])
+    # A worker that lost the partition saves nothing, pieces included.
+    with pytest.raises(StaleCheckpoint):
+        reg.commit_stream("v", "t", [(50, part(70, piece=b"e", piece_end=500))])
+    found = reg.stream_partitions("v", "t", [0])[0]
+    assert (found.next_offset, found.state, found.pieces) == (60, b"base", (b"d",))
+    assert reg.reset_stream("v") == 1
+    assert reg.stream_partitions("v", "t", [0]) == {}
+    reg.commit_stream("v", "t", [(None, part(5, piece=b"f", piece_end=1))])
+    assert reg.stream_partitions("v", "t", [0])[0].pieces == (b"f",)

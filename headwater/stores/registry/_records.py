@@ -111,14 +111,27 @@ def diff_specs(
 class StreamPartition:
     """Saved progress of one Kafka partition of a streaming view.
 
+    The window state is saved as a base (a whole snapshot) and pieces appended after it:
+    together they hold the state's rows (rows of windows closed since may still be in them;
+    the closed-through time in ``meta`` tells which to drop).
+
     Attributes:
         partition: the partition number.
         next_offset: the first offset not yet reflected in the state and the stores.
         meta: JSON-able details (greatest event time seen, closed-through time, fingerprint).
-        state: the partition's window state as an Arrow IPC stream (``None``: empty).
+        state: the base as an Arrow IPC stream (``None``: empty). Written, it replaces the base
+            and every piece — unless ``piece`` is given.
+        pieces: read: the pieces after the base, oldest first.
+        piece: written: a piece to append (the base is then left as it is), with
+            ``piece_end``, the greatest window end of its rows.
+        prune_through: written: pieces whose every window ended by then are dropped.
     """
 
     partition: int
     next_offset: int
     meta: dict[str, Any]
     state: bytes | None
+    pieces: tuple[bytes, ...] = ()
+    piece: bytes | None = None
+    piece_end: int | None = None
+    prune_through: int | None = None

@@ -345,15 +345,28 @@ class Registry(QualityRecords, FittedRecords):
         if not partitions:
             return {}
         marks = ", ".join("?" for _ in partitions)
-        with self._lock:
+        with self._lock, self._db.transaction():
             rows = self._db.run(
                 "SELECT kafka_partition, next_offset, meta, state FROM {stream_partitions}"
                 f" WHERE view_name = ? AND topic = ? AND kafka_partition IN ({marks})",
                 (view, topic, *partitions),
             )
+            found = self._db.run(
+                "SELECT kafka_partition, state FROM {stream_state_pieces}"
+                f" WHERE view_name = ? AND topic = ? AND kafka_partition IN ({marks})"
+                " ORDER BY kafka_partition, next_offset",
+                (view, topic, *partitions),
+            )
+        pieces: dict[int, list[bytes]] = {}
+        for partition, blob in found:
+            pieces.setdefault(int(partition), []).append(bytes(blob))
         return {
             int(r[0]): StreamPartition(
-                int(r[0]), int(r[1]), json.loads(r[2]), None if r[3] is None else bytes(r[3])
+                int(r[0]),
+                int(r[1]),
+                json.loads(r[2]),
+                None if r[3] is None else bytes(r[3]),
+                pieces=tuple(pieces.get(int(r[0]), ())),
             )
             for r in rows
         }
@@ -372,29 +385,29 @@ class Registry(QualityRecords, FittedRecords):
         with self._lock, self._db.transaction():
             for expected, part in updates:
                 meta = json.dumps(part.meta, sort_keys=True)
+                where = (view, topic, part.partition)
+                appending = part.piece is not None
                 if expected is None:
                     rows = self._db.run(
                         "INSERT INTO {stream_partitions} (view_name, topic, kafka_partition,"
                         " next_offset, meta, state, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (view_name, topic, kafka_partition) DO NOTHING"
                         " RETURNING kafka_partition",
-                        (view, topic, part.partition, part.next_offset, meta, part.state, now),
+                        (*where, part.next_offset, meta, None if appending else part.state, now),
+                    )
+                elif appending:
+                    rows = self._db.run(
+                        "UPDATE {stream_partitions} SET next_offset = ?, meta = ?, updated_at = ?"
+                        " WHERE view_name = ? AND topic = ? AND kafka_partition = ?"
+                        " AND next_offset = ? RETURNING kafka_partition",
+                        (part.next_offset, meta, now, *where, expected),
                     )
                 else:
                     rows = self._db.run(
                         "UPDATE {stream_partitions} SET next_offset = ?, meta = ?, state = ?,"
                         " updated_at = ? WHERE view_name = ? AND topic = ?"
                         " AND kafka_partition = ? AND next_offset = ? RETURNING kafka_partition",
-                        (
-                            part.next_offset,
-                            meta,
-                            part.state,
-                            now,
-                            view,
-                            topic,
-                            part.partition,
-                            expected,
-                        ),
+                        (part.next_offset, meta, part.state, now, *where, expected),
                     )
                 if not rows:
                     raise StaleCheckpoint(
@@ -402,6 +415,25 @@ class Registry(QualityRecords, FittedRecords):
                         " committed by another worker",
                         fix="nothing to do: the partition's new owner continues from its commit",
                     )
+                self._save_pieces(part, where)
+
+    def _save_pieces(self, part: StreamPartition, where: tuple[str, str, int]) -> None:
+        """The pieces side of :meth:`commit_stream` (inside its transaction)."""
+        match = " WHERE view_name = ? AND topic = ? AND kafka_partition = ?"
+        if part.piece is None:  # a new base: the pieces are in it
+            self._db.run("DELETE FROM {stream_state_pieces}" + match, where)
+            return
+        if part.piece:  # b"": nothing new to append
+            self._db.run(
+                "INSERT INTO {stream_state_pieces} (view_name, topic, kafka_partition,"
+                " next_offset, window_end, state) VALUES (?, ?, ?, ?, ?, ?)",
+                (*where, part.next_offset, part.piece_end, part.piece),
+            )
+        if part.prune_through is not None:
+            self._db.run(
+                "DELETE FROM {stream_state_pieces}" + match + " AND window_end <= ?",
+                (*where, part.prune_through),
+            )
 
     def reset_stream(self, view: str) -> int:
         """Forget the streaming progress and window state of ``view``; return the partitions
@@ -411,6 +443,7 @@ class Registry(QualityRecords, FittedRecords):
                 "DELETE FROM {stream_partitions} WHERE view_name = ? RETURNING kafka_partition",
                 (view,),
             )
+            self._db.run("DELETE FROM {stream_state_pieces} WHERE view_name = ?", (view,))
         return len(rows)
 
     # -------------------------------------------------------------- counter

@@ -27,6 +27,7 @@ TABLES = (
     "checkpoints",
     "counters",
     "stream_partitions",
+    "stream_state_pieces",
     "check_results",
     "source_schemas",
     "fitted_statistics",
@@ -49,6 +50,10 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {stream_partitions} (view_name TEXT NOT NULL, topic TEXT NOT NULL,"
     " kafka_partition INTEGER NOT NULL, next_offset BIGINT NOT NULL, meta TEXT NOT NULL,"
     " state {blob}, updated_at {ts} NOT NULL, PRIMARY KEY (view_name, topic, kafka_partition))",
+    "CREATE TABLE IF NOT EXISTS {stream_state_pieces} (view_name TEXT NOT NULL,"
+    " topic TEXT NOT NULL, kafka_partition INTEGER NOT NULL, next_offset BIGINT NOT NULL,"
+    " window_end BIGINT, state {blob} NOT NULL,"
+    " PRIMARY KEY (view_name, topic, kafka_partition, next_offset))",
     "CREATE TABLE IF NOT EXISTS {check_results} (run_id TEXT NOT NULL, view_name TEXT NOT NULL,"
     " stage TEXT NOT NULL, subject TEXT NOT NULL, check_name TEXT NOT NULL,"
     " position INTEGER NOT NULL, kind TEXT NOT NULL, severity TEXT NOT NULL,"
