@@ -10,6 +10,8 @@ the way must be exactly the rows the batch engine computes from all events at on
 from __future__ import annotations
 
 import random
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -18,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from headwater.config import parse_config
 from headwater.definitions import (
     Avg,
     Count,
@@ -34,6 +37,7 @@ from headwater.definitions import (
 )
 from headwater.engines.compile import compile_view
 from headwater.engines.streaming.state import WindowState
+from headwater.stores.registry import Registry, StreamPartition
 
 USER = Entity("user", join_keys=["user_id"])
 SOURCE = FileSource("events", path="e.parquet", timestamp_field="ts", created_timestamp_field="cts")
@@ -254,4 +258,87 @@ def test_state_survives_a_snapshot_and_restore() -> None:
             max_ts[p] = max(max_ts.get(p, ts), ts)
         out.append(state2.close({p: min(max_ts.values()) - LATENESS for p in max_ts}))
     out.append(state2.close({p: 2**62 for p in range(PARTITIONS)}))
+    assert _sorted(pa.concat_tables(out)) == _sorted(_batch(view, rows))
+
+
+def _save(
+    registry: Registry, state: WindowState, saved: dict[int, int | None], offset: int
+) -> None:
+    """Commit every partition's checkpoint as the worker does (offsets just count batches)."""
+    updates = []
+    for p in range(PARTITIONS):
+        point = state.checkpoint(p)
+        closed = state.closed.get(p)
+        part = StreamPartition(
+            p,
+            offset,
+            {"closed": closed},
+            point.state,
+            piece=point.piece,
+            piece_end=point.piece_end,
+            prune_through=closed,
+        )
+        updates.append((saved.get(p), part))
+    registry.commit_stream("v", "t", updates)
+    state.saved(list(range(PARTITIONS)))
+    for p in range(PARTITIONS):
+        saved[p] = offset
+
+
+@pytest.mark.parametrize("window", ["tumbling", "hopping"])
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 50), users=st.integers(1, 4))
+def test_state_saved_in_pieces_restores_to_the_same_rows(
+    window: str, seed: int, n: int, users: int
+) -> None:
+    rng = random.Random(seed)
+    view = _view(window)
+    rows = _events(rng, n, users)
+    batches = _batches(rng, rows)
+    cut = rng.randrange(len(batches) + 1)
+    merge_at = rng.randrange(len(batches) + 1)
+    with tempfile.TemporaryDirectory() as folder:
+        project = parse_config(
+            {"project": "t", "registry": {"type": "sqlite", "path": "registry.db"}}, Path(folder)
+        )
+        with Registry.open(project) as registry:
+            state = WindowState(
+                duckdb.connect(),
+                view,
+                SCHEMA,
+                partition_column="kafka_partition",
+                offset_column="kafka_offset",
+            )
+            for p in range(PARTITIONS):
+                state.restore(p, None, None)
+            saved: dict[int, int | None] = {}
+            max_ts: dict[int, int] = {}
+            out = []
+            for number, batch in enumerate(batches, start=1):
+                if number - 1 == cut:  # a new worker takes over from the last commit
+                    found = registry.stream_partitions("v", "t", list(range(PARTITIONS)))
+                    state = WindowState(
+                        duckdb.connect(),
+                        view,
+                        SCHEMA,
+                        partition_column="kafka_partition",
+                        offset_column="kafka_offset",
+                    )
+                    for p in range(PARTITIONS):
+                        got = found.get(p)
+                        if got is None:
+                            state.restore(p, None, None)
+                        else:
+                            state.restore(p, got.state, got.meta["closed"], got.pieces)
+                for p, ts in state.add(_table(batch)).max_ts.items():
+                    max_ts[p] = max(max_ts.get(p, ts), ts)
+                if number == merge_at:
+                    state.compact()  # the next save is a whole snapshot
+                out.append(state.close({p: min(max_ts.values()) - LATENESS for p in max_ts}))
+                _save(registry, state, saved, number)
+            out.append(state.close({p: 2**62 for p in range(PARTITIONS)}))
+            _save(registry, state, saved, len(batches) + 1)
+            # Every piece's windows closed: the pruning left none.
+            left = registry.stream_partitions("v", "t", list(range(PARTITIONS)))
+            assert all(not part.pieces for part in left.values())
     assert _sorted(pa.concat_tables(out)) == _sorted(_batch(view, rows))

@@ -1,7 +1,8 @@
 """SQL for streaming aggregation: partial aggregates per window, their merge, and final values.
 
-Window state holds one row per (partition, entity keys, window start) with *partial* aggregates
-that can be combined in any order: a count, a sum, a min or max, the ``(time, created, value)``
+Window state holds rows per (partition, entity keys, window start) with *partial* aggregates
+that can be combined in any order (a group may have several rows, one per micro-batch that
+touched it, until they are merged): a count, a sum, a min or max, the ``(time, created, value)``
 struct of ``Last``, the list of distinct values of ``CountDistinct``. Nothing else of an event is
 kept. Finalising a row casts exactly as the batch compiler does (:mod:`headwater.engines.compile`),
 so a closed window gives the very row the batch engine computes.
@@ -193,14 +194,28 @@ class StreamAggregation:
     def _prefixed(self, alias: str) -> str:
         return ", ".join(f"{alias}.{q(k)}" for k in self.view.join_keys)
 
-    def merge_sql(self, state: str, partials: str) -> str:
-        """The new state: ``state`` and ``partials`` combined per group."""
+    def merge_sql(self, rows: str) -> str:
+        """The partial rows in ``rows`` combined into one row per group
+        (partition, keys, window start)."""
         merges = ", ".join(f"{p.merge} AS {q(p.name)}" for p in self.parts)
         group = f"{PARTITION}, {self.keys}, {WINDOW}"
+        return f"SELECT {group}, {merges} FROM {rows} GROUP BY {group}"
+
+    def merge_closing_sql(self, rows: str) -> str:
+        """:meth:`merge_sql` for windows (not lifetime views) of ``rows``, most of whose groups
+        have a single row — a window one micro-batch filled: those go through as they are,
+        and only groups of several rows are aggregated (merging lists is the costly part)."""
+        group = [PARTITION, *(q(k) for k in self.view.join_keys), WINDOW]
+        listed = ", ".join(group)
+        on = " AND ".join(f"m.{c} = n.{c}" for c in group)
+        columns = ", ".join([*(f"m.{c}" for c in group), *(f"m.{q(p.name)}" for p in self.parts)])
+        merges = ", ".join(f"{p.merge} AS {q(p.name)}" for p in self.parts)
         return (
-            f"SELECT {group}, {merges} FROM "
-            f"(SELECT * FROM {state} UNION ALL BY NAME SELECT * FROM {partials}) "
-            f"GROUP BY {group}"
+            f"WITH __hw_m AS (SELECT * FROM {rows}), __hw_n AS (SELECT {listed}, count(*) AS __n "
+            f"FROM __hw_m GROUP BY {listed}) "
+            f"SELECT {columns} FROM __hw_m AS m SEMI JOIN __hw_n AS n ON {on} AND n.__n = 1 "
+            f"UNION ALL SELECT {listed}, {merges} FROM (SELECT m.* FROM __hw_m AS m SEMI JOIN "
+            f"__hw_n AS n ON {on} AND n.__n > 1) GROUP BY {listed}"
         )
 
     # ------------------------------------------------------------------ output
@@ -216,6 +231,10 @@ class StreamAggregation:
             f"SELECT {self.keys}, {ms_to_ts_sql(end)} AS event_timestamp, {self.final_columns()} "
             f"FROM {rows}"
         )
+
+    def window_end_sql(self) -> str:
+        """The end of a state row's window (for lifetime views: just after its event time)."""
+        return f"({WINDOW} + 1)" if self.lifetime else f"({WINDOW} + {self.size})"
 
     def closing_predicate(self) -> str:
         """Rows of the state (joined with ``(__p, __closed)`` as ``c``) whose window closed."""

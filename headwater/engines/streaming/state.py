@@ -1,6 +1,10 @@
 """Window state of one streaming view, per Kafka partition, held in DuckDB.
 
-Rows are partial aggregates per (partition, entity keys, window start). Each partition also has
+Rows are partial aggregates per (partition, entity keys, window start). A micro-batch appends
+its partial rows; a group's rows are merged when its window closes (or its running value is
+emitted), so each event is aggregated about once rather than once per batch its window stays
+open. When the state has doubled since its last merge (long windows, many batches), it is
+merged whole — amortised, each row is merged a bounded number of times. Each partition also has
 a *closed-through* time: every window ending at or before it has been emitted and freed, and an
 event all of whose windows ended by then is late. A partition's state is saved as one Arrow IPC
 blob together with its offset, so a worker that takes the partition over (after a crash or a
@@ -21,9 +25,24 @@ if TYPE_CHECKING:
 
     from headwater.definitions import FeatureView
 
+_COMPACT_MIN_ROWS = 500_000
+"""The state is merged into one row per group once it holds twice the rows its last merge left,
+and at least this many."""
+BATCH = "__b"
+"""State column: the micro-batch that appended the row (NULL: saved already, or merged)."""
 STATE = "__hw_state"
 CLOSED = "__hw_closed"
-EVENTS = "__hw_events"
+
+
+@dataclass
+class Checkpoint:
+    """What to save of one partition's state: a whole snapshot (``piece is None``), or a piece
+    of the rows appended since the last save, with the greatest window end among them
+    (``b""``: nothing was appended)."""
+
+    state: bytes | None
+    piece: bytes | None = None
+    piece_end: int | None = None
 
 
 @dataclass
@@ -61,38 +80,87 @@ class WindowState:
         self._set_closed({})
         events = self.agg.events_sql("__hw_empty_events", partition_column, offset_column)
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {STATE} AS "
-            f"SELECT * FROM ({self.agg.partials_sql(events, CLOSED)}) LIMIT 0"
+            f"CREATE OR REPLACE TEMP TABLE {STATE} AS SELECT *, NULL::BIGINT AS {BATCH} "
+            f"FROM ({self.agg.partials_sql(events, CLOSED)}) LIMIT 0"
         )
         con.unregister("__hw_empty_events")
-        self.state_schema = con.sql(f"SELECT * FROM {STATE} LIMIT 0").to_arrow_table().schema
+        self._merged_rows = 0  # rows of the state after its last merge
+        self._batch = 0  # micro-batches folded in
+        self._saved_batch: dict[int, int] = {}  # per partition: the last batch saved
+        self._whole: set[int] = set()  # partitions whose next save must be a snapshot
 
     # ------------------------------------------------------------------ partitions
-    def restore(self, partition: int, blob: bytes | None, closed: int | None) -> None:
-        """Take ``partition`` over with its saved state (``None``: from nothing)."""
+    def restore(
+        self,
+        partition: int,
+        blob: bytes | None,
+        closed: int | None,
+        pieces: tuple[bytes, ...] = (),
+    ) -> None:
+        """Take ``partition`` over with its saved state: the base snapshot ``blob`` and the
+        ``pieces`` appended after it (all empty: from nothing). Rows of windows closed by
+        ``closed`` are left out."""
         import pyarrow as pa
 
         self.drop(partition)
         self.closed[partition] = closed
-        if blob:
-            table = pa.ipc.open_stream(blob).read_all()
+        self._saved_batch[partition] = self._batch
+        for saved in (blob, *pieces):
+            if not saved:
+                continue
+            table = pa.ipc.open_stream(saved).read_all()
             self.con.register("__hw_restore", table)
             try:
                 self.con.execute(f"INSERT INTO {STATE} BY NAME SELECT * FROM __hw_restore")
             finally:
                 self.con.unregister("__hw_restore")
+        if pieces and closed is not None and not self.agg.lifetime:
+            self._set_closed(self.closed)
+            self.con.execute(
+                f"DELETE FROM {STATE} AS s USING {CLOSED} AS c WHERE s.{PARTITION} = ? "
+                f"AND c.{PARTITION} = s.{PARTITION} AND "
+                + self.agg.closing_predicate().replace(WINDOW, "s." + WINDOW),
+                [partition],
+            )
 
     def drop(self, partition: int) -> None:
         """Forget ``partition`` (it was revoked)."""
         self.closed.pop(partition, None)
+        self._saved_batch.pop(partition, None)
+        self._whole.discard(partition)
         self.con.execute(f"DELETE FROM {STATE} WHERE {PARTITION} = ?", [partition])
 
     def snapshot(self, partition: int) -> bytes:
         """The state of ``partition`` as an Arrow IPC stream."""
+        return self._ipc(f"{PARTITION} = {int(partition)}")
+
+    def checkpoint(self, partition: int) -> Checkpoint:
+        """What to save of ``partition`` now: the rows appended since its last save (the
+        windows they belong to are still open), or a whole snapshot after a merge of the state
+        and for lifetime views (whose emitted base rows change in place). Call :meth:`saved`
+        once it is committed."""
+        if self.agg.lifetime or partition in self._whole:
+            return Checkpoint(self.snapshot(partition))
+        since = self._saved_batch.get(partition, 0)
+        where = f"{PARTITION} = {int(partition)} AND {BATCH} > {since}"
+        rows, end = self.con.sql(
+            f"SELECT count(*), max({self.agg.window_end_sql()}) FROM {STATE} WHERE {where}"
+        ).fetchall()[0]
+        if not rows:  # nothing new: the saved base and pieces stand
+            return Checkpoint(None, b"", None)
+        return Checkpoint(None, self._ipc(where), int(end))
+
+    def saved(self, partitions: list[int]) -> None:
+        """The checkpoints of ``partitions`` were committed."""
+        for partition in partitions:
+            self._saved_batch[partition] = self._batch
+            self._whole.discard(partition)
+
+    def _ipc(self, where: str) -> bytes:
         import pyarrow as pa
 
         table = self.con.sql(
-            f"SELECT * FROM {STATE} WHERE {PARTITION} = {int(partition)}"
+            f"SELECT * EXCLUDE ({BATCH}) FROM {STATE} WHERE {where}"
         ).to_arrow_table()
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema) as writer:
@@ -113,37 +181,49 @@ class WindowState:
         self._set_closed(self.closed)
         con.register("__hw_batch", batch)
         try:
-            keys_null = " OR ".join(f"{q(k)} IS NULL" for k in self.view.join_keys)
-            keyless = con.execute(
-                f"SELECT {q(self._partition_column)}, {q(self._offset_column)} FROM __hw_batch "
-                f"WHERE {keys_null}"
+            if any(batch.column(k).null_count for k in self.view.join_keys):
+                keys_null = " OR ".join(f"{q(k)} IS NULL" for k in self.view.join_keys)
+                keyless = con.execute(
+                    f"SELECT {q(self._partition_column)}, {q(self._offset_column)} "
+                    f"FROM __hw_batch WHERE {keys_null}"
+                ).fetchall()
+                result.keyless = [(int(p), int(o)) for p, o in keyless]
+            # The events are read from the Arrow batch where they are (no copy): once for the
+            # newest time and the late events of each partition, once for the partials.
+            events = self.agg.events_sql("__hw_batch", self._partition_column, self._offset_column)
+            late = f"c.__closed IS NOT NULL AND {self.agg.last_window_end_sql()} <= c.__closed"
+            seen = con.execute(
+                f"SELECT e.{PARTITION}, max(e.__ts), list(e.{OFFSET} ORDER BY e.{OFFSET}) "
+                f"FILTER (WHERE {late}) FROM ({events}) AS e LEFT JOIN {CLOSED} AS c "
+                f"ON c.{PARTITION} = e.{PARTITION} GROUP BY 1 ORDER BY 1"
             ).fetchall()
-            result.keyless = [(int(p), int(o)) for p, o in keyless]
+            for partition, newest, offsets in seen:
+                result.max_ts[int(partition)] = int(newest)
+                result.late += [(int(partition), int(o)) for o in offsets or ()]
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {EVENTS} AS "
-                + self.agg.events_sql("__hw_batch", self._partition_column, self._offset_column)
+                "CREATE OR REPLACE TEMP TABLE __hw_partials AS "
+                + self.agg.partials_sql(events, CLOSED)
             )
         finally:
             con.unregister("__hw_batch")
-        late = con.execute(
-            f"SELECT e.{PARTITION}, e.{OFFSET} FROM {EVENTS} AS e JOIN {CLOSED} AS c "
-            f"ON c.{PARTITION} = e.{PARTITION} "
-            f"WHERE {self.agg.last_window_end_sql()} <= c.__closed ORDER BY 1, 2"
-        ).fetchall()
-        result.late = [(int(p), int(o)) for p, o in late]
-        result.max_ts = {
-            int(p): int(ts)
-            for p, ts in con.execute(
-                f"SELECT {PARTITION}, max(__ts) FROM {EVENTS} GROUP BY 1"
-            ).fetchall()
-        }
+        self._batch += 1
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE __hw_partials AS {self.agg.partials_sql(EVENTS, CLOSED)}"
+            f"INSERT INTO {STATE} BY NAME SELECT *, {self._batch} AS {BATCH} FROM __hw_partials"
         )
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {STATE} AS {self.agg.merge_sql(STATE, '__hw_partials')}"
-        )
+        if self.rows() > max(2 * self._merged_rows, _COMPACT_MIN_ROWS):
+            self.compact()
         return result
+
+    def compact(self) -> None:
+        """Merge the state into one row per group (the next save of each partition is then a
+        whole snapshot)."""
+        con = self.con
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {STATE} AS SELECT *, NULL::BIGINT AS {BATCH} "
+            f"FROM ({self.agg.merge_sql(STATE)})"
+        )
+        self._merged_rows = self.rows()
+        self._whole.update(self._saved_batch)
 
     def close(self, closed: dict[int, int]) -> pa.Table:
         """Advance the closed-through time of partitions (never backwards); return the output
@@ -160,7 +240,8 @@ class WindowState:
         closing = (
             f"SELECT s.* FROM {STATE} AS s JOIN {CLOSED} AS c USING ({PARTITION}) WHERE {predicate}"
         )
-        out = con.sql(self.agg.output_sql(f"({closing})")).to_arrow_table()
+        merged = self.agg.merge_closing_sql(f"({closing})")
+        out = con.sql(self.agg.output_sql(f"({merged})")).to_arrow_table()
         if out.num_rows:
             on_state = predicate.replace(WINDOW, "s." + WINDOW)
             con.execute(
@@ -177,11 +258,12 @@ class WindowState:
             f"ON s.{PARTITION} = t.{PARTITION} AND s.{WINDOW} = t.{WINDOW} AND {keys}"
         )
         if self.agg.lifetime:
-            folded = self.agg.lifetime_fold_sql(
+            entities = self.agg.merge_sql(
                 f"(SELECT * FROM {STATE} AS s WHERE s.{WINDOW} IS NULL OR EXISTS "
                 f"(SELECT 1 FROM __hw_partials AS t WHERE t.{PARTITION} = s.{PARTITION} "
                 f"AND {keys}))"
             )
+            folded = self.agg.lifetime_fold_sql(f"({entities})")
             touched_folded = (
                 f"SELECT f.* FROM ({folded}) AS f SEMI JOIN __hw_partials AS t "
                 f"ON f.{PARTITION} = t.{PARTITION} AND f.{WINDOW} = t.{WINDOW} AND "
@@ -190,7 +272,8 @@ class WindowState:
             return self.con.sql(
                 self.agg.lifetime_output_sql(f"({touched_folded})")
             ).to_arrow_table()
-        return self.con.sql(self.agg.output_sql(f"({touched})")).to_arrow_table()
+        merged = self.agg.merge_sql(f"({touched})")
+        return self.con.sql(self.agg.output_sql(f"({merged})")).to_arrow_table()
 
     def _close_lifetime(self) -> pa.Table:
         con = self.con
@@ -199,7 +282,9 @@ class WindowState:
             f"SELECT s.* FROM {STATE} AS s JOIN {CLOSED} AS c USING ({PARTITION}) "
             f"WHERE {self.agg.closing_predicate()}"
         )
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __hw_closing AS {pending}")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE __hw_closing AS {self.agg.merge_sql(f'({pending})')}"
+        )
         if not con.sql("SELECT count(*) FROM __hw_closing").fetchall()[0][0]:
             return con.sql(
                 self.agg.lifetime_output_sql(f"(SELECT * FROM {STATE} WHERE false)")
