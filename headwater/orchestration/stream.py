@@ -21,6 +21,7 @@ rebalance — replays from the last commit and ends in exactly the state of an u
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import json
 import logging
@@ -56,6 +57,10 @@ log = logging.getLogger("headwater.stream")
 _ASSIGN_TIMEOUT_S = 120.0
 _WRITE_RETRIES = 8
 _IDLE_MEMBER_S = 15.0
+_CHUNK = 10_000
+"""Messages taken from the consumer's queue per call while a micro-batch is gathered."""
+_CHUNK_WAIT_S = 0.05
+"""Longest wait for the queue to refill before a gathered micro-batch is processed."""
 
 
 @dataclass
@@ -107,6 +112,51 @@ class _Partition:
     max_ts: int | None
     last_event_at: float
     dirty: bool = False
+
+
+class _Collector:
+    """Python's cyclic garbage collector, paced by micro-batches while workers run.
+
+    A micro-batch allocates hundreds of thousands of objects (one per Kafka message), and the
+    collector, triggered by allocation counts, would traverse them — and every long-lived
+    object of the process — again and again: on one core that took as much time as the
+    consumer itself. While any worker runs, the objects that exist at its start are frozen
+    (left out of collections), automatic collection is off, and each worker collects the young
+    generations after each micro-batch and everything every ``_FULL_EVERY`` batches."""
+
+    _FULL_EVERY = 50
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._was_enabled = True
+        self._batches = 0
+
+    def start(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._was_enabled = gc.isenabled()
+                gc.collect()
+                gc.freeze()
+                gc.disable()
+            self._running += 1
+
+    def batch_done(self) -> None:
+        with self._lock:
+            self._batches += 1
+            full = self._batches % self._FULL_EVERY == 0
+        gc.collect(2 if full else 1)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0:
+                gc.unfreeze()
+                if self._was_enabled:
+                    gc.enable()
+
+
+_collector = _Collector()
 
 
 def fingerprint(view: FeatureView, schema: pa.Schema) -> str:
@@ -218,7 +268,7 @@ class StreamWorker:
                 fix=f"run `headwater stream --reset {self.view.name}` to start it over from the "
                 "beginning of the topic",
             )
-        self.state.restore(partition, saved.state, saved.meta.get("closed"))
+        self.state.restore(partition, saved.state, saved.meta.get("closed"), saved.pieces)
 
     # ------------------------------------------------------------------ run
     def run(self) -> StreamStats:
@@ -234,6 +284,7 @@ class StreamWorker:
         consumer = Consumer(
             consumer_config(self.conn, group_id=self.source.group_id(self.view.name))
         )
+        _collector.start()
         try:
             self._check_topic(consumer)
             done = False
@@ -250,13 +301,13 @@ class StreamWorker:
                 )
             started = time.monotonic()
             while not done and not options.stop.is_set():
-                messages = consumer.consume(options.max_batch_messages, options.max_batch_wait_s)
-                good = []
-                for message in messages:
-                    error = message.error()
-                    if error is None:
-                        good.append(message)
-                    elif error.code() != KafkaError._PARTITION_EOF:
+                messages = self._next_batch(consumer)
+                good = [m for m in messages if m.error() is None]
+                if len(good) < len(messages):
+                    for message in messages:
+                        error = message.error()
+                        if error is None or error.code() == KafkaError._PARTITION_EOF:
+                            continue
                         if error.fatal():
                             raise KafkaException(error)
                         log.warning(
@@ -267,6 +318,8 @@ class StreamWorker:
                     self._process(consumer, good)
                 elif self.owned:
                     self._tick(consumer)
+                del messages, good
+                _collector.batch_done()
                 if options.until_caught_up:
                     waited = time.monotonic() - started
                     # Leaving a group in the middle of a join can stall it for the others: a
@@ -290,6 +343,8 @@ class StreamWorker:
             self.registry.finish_run(self.stats.run_id, "failed", error=redact(text))
             consumer.close()
             raise
+        finally:
+            _collector.stop()
         consumer.close()
         self.registry.finish_run(
             self.stats.run_id,
@@ -299,6 +354,28 @@ class StreamWorker:
             details=self._details(),
         )
         return self.stats
+
+    def _next_batch(self, consumer: Any) -> list[Any]:
+        """The next micro-batch: up to ``max_batch_messages`` messages, gathered for at most
+        ``max_batch_wait_s``. Taken from the consumer's queue in chunks, and closed early once
+        the queue runs dry after the first message: one large ``consume`` waits for the whole
+        count (the queue refills only while the fetcher gets to run), and gathering what is
+        already fetched costs less and keeps latency low."""
+        options = self.options
+        wanted = options.max_batch_messages
+        chunk = min(_CHUNK, wanted)
+        deadline = time.monotonic() + options.max_batch_wait_s
+        batch: list[Any] = consumer.consume(chunk, options.max_batch_wait_s)
+        while len(batch) < wanted:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            size = min(chunk, wanted - len(batch))
+            more = consumer.consume(size, min(left, _CHUNK_WAIT_S))
+            batch += more
+            if len(more) < size:  # the queue ran dry
+                break
+        return batch
 
     def _details(self) -> dict[str, Any]:
         s = self.stats
@@ -612,16 +689,26 @@ class StreamWorker:
         for partition, part in self.owned.items():
             if not part.dirty or part.next_offset is None:
                 continue
+            closed = self.state.closed.get(partition) if self.state else None
             meta = {
                 "max_ts": part.max_ts,
-                "closed": self.state.closed.get(partition) if self.state else None,
+                "closed": closed,
                 "fingerprint": getattr(self, "_fingerprint", None),
                 "run_id": self.stats.run_id,  # which worker committed it last
             }
-            blob = self.state.snapshot(partition) if self.state else None
-            updates.append(
-                (part.expected, StreamPartition(partition, part.next_offset, meta, blob))
-            )
+            saved = StreamPartition(partition, part.next_offset, meta, None)
+            if self.state is not None:
+                point = self.state.checkpoint(partition)
+                saved = StreamPartition(
+                    partition,
+                    part.next_offset,
+                    meta,
+                    point.state,
+                    piece=point.piece,
+                    piece_end=point.piece_end,
+                    prune_through=closed,
+                )
+            updates.append((part.expected, saved))
         if not updates:
             return
         try:
@@ -637,6 +724,8 @@ class StreamWorker:
             part = self.owned[saved.partition]
             part.expected = saved.next_offset
             part.dirty = False
+        if self.state is not None:
+            self.state.saved([saved.partition for _e, saved in updates])
         self.stats.batches += 1
         metrics.BATCHES.labels(self.view.name).inc()
         if self.stats.watermark_ms is not None:
