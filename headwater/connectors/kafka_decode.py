@@ -58,7 +58,7 @@ class Decoded:
 
     Attributes:
         table: the good rows, in message order, with the decoder's output schema.
-        dead: every other message (except those whose ``error()`` is set), with its reason.
+        dead: every other message, with its reason.
     """
 
     table: pa.Table
@@ -178,12 +178,13 @@ class Decoder:
 
     # ------------------------------------------------------------------ decoding
     def decode(self, messages: Sequence[Any]) -> Decoded:
-        """Decode ``messages`` (``confluent_kafka.Message``; those with an error are skipped)."""
+        """Decode ``messages`` (``confluent_kafka.Message`` without an error: the consumer's
+        errors are the caller's to handle)."""
         import pyarrow as pa
 
         # The hot path: one C call per message and field, in comprehensions; the checks on
         # sizes and missing values are vectorised and loop in Python only over the bad ones.
-        kept = [m for m in messages if m.error() is None]
+        kept = list(messages)
         values: list[bytes] = [m.value() for m in kept]
         dead: list[tuple[int, DeadLetter]] = []
         bad = self._unreadable(values)

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from headwater.config import ProjectConfig
     from headwater.connectors.kafka import DeadLetter
+    from headwater.connectors.kafka_decode import Decoded
     from headwater.definitions import FeatureView
     from headwater.engines.streaming.state import WindowState
     from headwater.orchestration.dead_letters import DeadLetterSink
@@ -439,18 +440,11 @@ class StreamWorker:
             self._ensure_state(self.decoder.schema)
         dead: list[DeadLetter] = list(decoded.dead)
         now = time.monotonic()
-        seen: set[int] = set()
-        for message in reversed(messages):  # the last message of each partition sets its offset
-            partition = message.partition()
-            if partition in seen:
-                continue
-            seen.add(partition)
+        for partition, offset in _last_offsets(decoded, messages).items():
             part = self.owned.get(partition)
             if part is not None:
-                part.next_offset = message.offset() + 1
+                part.next_offset = offset + 1
                 part.dirty = True
-            if len(seen) == len(self.owned):
-                break
         table = decoded.table
         gate = self._gate() if self._checked else None
         try:
@@ -811,6 +805,34 @@ class StreamWorker:
     def _save_schema(self, schema: pa.Schema) -> None:
         text = base64.b64encode(schema.serialize().to_pybytes()).decode()
         self.registry.set_checkpoint(schema_checkpoint(self.view.name), text)
+
+
+def _last_offsets(decoded: Decoded, messages: list[Any]) -> dict[int, int]:
+    """The last offset of each partition in a batch. Every message became a row or a dead
+    letter, so the decoded rows' offset column and the letters give it without a pass over
+    the messages (which remains for a batch decoded before any schema was known)."""
+    table = decoded.table
+    last: dict[int, int] = {}
+    if KAFKA_PARTITION not in table.column_names:
+        for message in messages:
+            last[message.partition()] = message.offset()
+        return last
+    if table.num_rows:
+        grouped = (
+            table.select([KAFKA_PARTITION, KAFKA_OFFSET])
+            .group_by(KAFKA_PARTITION)
+            .aggregate([(KAFKA_OFFSET, "max")])
+        )
+        last = dict(
+            zip(
+                grouped.column(KAFKA_PARTITION).to_pylist(),
+                grouped.column(f"{KAFKA_OFFSET}_max").to_pylist(),
+                strict=True,
+            )
+        )
+    for letter in decoded.dead:
+        last[letter.partition] = max(last.get(letter.partition, letter.offset), letter.offset)
+    return last
 
 
 def _schema_from_text(text: str) -> pa.Schema:

@@ -176,6 +176,34 @@ def test_vectorised_keys_match_the_per_row_encoding() -> None:
             assert encode_keys(part, keys) == expected
 
 
+def test_payloads_built_in_sql_decode_to_the_values_the_python_encoder_keeps() -> None:
+    # Flat rows are encoded by DuckDB; a nested column sends the table down the per-row path.
+    flat = pa.table(
+        {
+            "f": pa.array([-0.0, float("nan"), float("inf"), 1 / 3, None, 2.5e-300], pa.float64()),
+            "g": pa.array([0.1, -0.0, None, 3.4e38, 1.5, float("-inf")], pa.float32()),
+            "i": pa.array([-(2**63), None, 0, 2**63 - 1, 7, -1], pa.int64()),
+            "u": pa.array([2**64 - 1, 0, None, 1, 2, 3], pa.uint64()),
+            "b": pa.array([True, None, False, True, False, None]),
+            "s": pa.array(['q"uote', "back\\slash", "ünï😀", "\x01ctl", None, "new\nline"]),
+        }
+    )
+    nested = flat.append_column("l", pa.array([[1], None, [], [2, 3], [4], [5]]))
+    for table in (flat, nested):
+        sid, schema, payloads = encode_payloads(table)
+        decoded = decode_payloads(payloads, {sid: deserialize_schema(schema)})
+        expected = table.to_pylist()
+        assert len(decoded) == len(expected)
+        for got, want in zip(decoded, expected, strict=True):
+            for name, value in want.items():
+                if isinstance(value, float) and value != value:  # NaN
+                    assert got[name] != got[name]
+                else:
+                    assert got.get(name) == value, name
+                    if isinstance(value, float):  # the sign of zero survives too
+                        assert str(got[name]) == str(value)
+
+
 def test_rows_written_before_a_type_change_keep_their_type(store: OnlineStore) -> None:
     view = make_view()
     store.write(view, rows([1], [T0], [41]))
