@@ -85,6 +85,8 @@ class Decoder:
         schema: the output schema to keep (for example :meth:`KafkaConnector.schema`'s, so
             that a stream and a batch read agree); by default the declared one, else inferred
             from the first batch.
+        message_time: fill ``kafka_timestamp`` (when nothing reads it, it is left null and the
+            messages' timestamps are not read).
 
     Raises:
         DefinitionError: the declared schema names an unknown type, a column clashes with one
@@ -92,11 +94,17 @@ class Decoder:
     """
 
     def __init__(
-        self, source: KafkaSource, conn: KafkaConnection, schema: pa.Schema | None = None
+        self,
+        source: KafkaSource,
+        conn: KafkaConnection,
+        schema: pa.Schema | None = None,
+        *,
+        message_time: bool = True,
     ) -> None:
         import pyarrow as pa
 
         self.source = source
+        self.message_time = message_time
         self.conn = conn
         self.where = f"kafka source {source.name!r}"
         self._payload: pa.Schema | None = None
@@ -198,7 +206,8 @@ class Decoder:
         keys = [m.key() for m in kept] if self.source.key_field else []
         partitions = [m.partition() for m in kept]
         offsets = [m.offset() for m in kept]
-        stamps = [m.timestamp()[1] for m in kept]  # -1 when the message has none
+        # -1 when a message has none; not read at all when nothing downstream uses the column.
+        stamps = [m.timestamp()[1] for m in kept] if self.message_time else None
 
         payload, problems = self._decode_payload(values)
         for index, (check, reason) in problems.items():
@@ -213,7 +222,7 @@ class Decoder:
         columns += [
             pa.array(partitions, pa.int32()),
             pa.array(offsets, pa.int64()),
-            _message_times(stamps),
+            _message_times(stamps, len(kept)),
         ]
         if problems:
             rows = pa.array([i for i in range(len(kept)) if i not in problems], pa.int64())
@@ -486,12 +495,14 @@ def _textual(arrow_type: pa.DataType) -> pa.DataType | None:
     return arrow_type
 
 
-def _message_times(stamps: list[int]) -> pa.Array:
+def _message_times(stamps: list[int] | None, rows: int) -> pa.Array:
     """Kafka message timestamps (epoch ms; -1 when a message has none) as a timestamp
-    column, null where there is none."""
+    column, null where there is none (everywhere when they were not read)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if stamps is None:
+        return pa.nulls(rows, pa.timestamp("ms", tz="UTC"))
     array = pa.array(stamps, pa.int64())
     if len(array) and pc.min(array).as_py() < 0:
         array = pc.if_else(pc.less(array, 0), pa.scalar(None, pa.int64()), array)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.kafka import KAFKA_OFFSET, KAFKA_PARTITION, KafkaSource
+from headwater.definitions.kafka import KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, KafkaSource
 from headwater.errors import ConfigError, DefinitionError, HeadwaterError, StaleCheckpoint
 from headwater.observability import stream_metrics as metrics
 from headwater.observability.redact import redact
@@ -214,7 +214,9 @@ class StreamWorker:
         self.conn = kafka_connection(project, source.connection, f"source {source.name!r}")
         saved = registry.get_checkpoint(schema_checkpoint(view.name))
         schema = _schema_from_text(saved) if saved else None
-        self.decoder = Decoder(source, self.conn, schema=schema)
+        self.decoder = Decoder(
+            source, self.conn, schema=schema, message_time=_reads_message_time(view)
+        )
         self.con = engine_connect()
         from headwater.transforms.runtime import StreamTransforms
 
@@ -805,6 +807,18 @@ class StreamWorker:
     def _save_schema(self, schema: pa.Schema) -> None:
         text = base64.b64encode(schema.serialize().to_pybytes()).decode()
         self.registry.set_checkpoint(schema_checkpoint(self.view.name), text)
+
+
+def _reads_message_time(view: FeatureView) -> bool:
+    """Whether anything reads the ``kafka_timestamp`` column of ``view``'s events: only an
+    aggregation without checks or cleaning steps is known not to, unless it names it."""
+    source = view.source
+    if view.kind != "aggregation" or view.transforms or view.checks or source.checks:
+        return True
+    named = {source.timestamp_field, source.created_timestamp_field}
+    named.update(view.join_keys)
+    named.update(a.column for a in view.aggregations)
+    return KAFKA_TIMESTAMP in named
 
 
 def _last_offsets(decoded: Decoded, messages: list[Any]) -> dict[int, int]:

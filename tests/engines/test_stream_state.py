@@ -286,7 +286,7 @@ def _save(
 
 
 @pytest.mark.parametrize("window", ["tumbling", "hopping"])
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(seed=st.integers(0, 2**32), n=st.integers(1, 50), users=st.integers(1, 4))
 def test_state_saved_in_pieces_restores_to_the_same_rows(
     window: str, seed: int, n: int, users: int

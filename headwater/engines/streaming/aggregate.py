@@ -67,8 +67,9 @@ def _parts(index: int, agg: Aggregation) -> list[_Part]:
     ]
 
 
-def _partial_exprs(index: int, agg: Aggregation) -> list[str]:
-    """Partial aggregates of ``agg`` over the events of one group."""
+def _partial_exprs(index: int, agg: Aggregation, whole: frozenset[str] = frozenset()) -> list[str]:
+    """Partial aggregates of ``agg`` over the events of one group (``whole``: columns known to
+    hold no null, which need no filter)."""
     base = f"__a{index}"
     col = q(agg.column) if agg.column else ""
     function = agg.function
@@ -80,10 +81,11 @@ def _partial_exprs(index: int, agg: Aggregation) -> list[str]:
         return [f"sum({col}) AS {q(base + '_s')}", f"count({col}) AS {q(base + '_n')}"]
     if function in ("min", "max"):
         return [f"{function}({col}) AS {q(base + '_v')}"]
+    present = "" if agg.column in whole else f" FILTER (WHERE {col} IS NOT NULL)"
     if function == "last":
         packed = f"struct_pack(t := __ts, c := coalesce(__cts, {_MIN_BIGINT}), v := {col})"
-        return [f"max({packed}) FILTER (WHERE {col} IS NOT NULL) AS {q(base + '_l')}"]
-    return [f"list(DISTINCT {col}) FILTER (WHERE {col} IS NOT NULL) AS {q(base + '_d')}"]
+        return [f"max({packed}){present} AS {q(base + '_l')}"]
+    return [f"list(DISTINCT {col}){present} AS {q(base + '_d')}"]
 
 
 def _final_expr(index: int, agg: Aggregation, schema: pa.Schema) -> str:
@@ -161,12 +163,15 @@ class StreamAggregation:
         return f"(__ts - {floormod_sql('__ts', self.hop)} + {self.size})"
 
     # ------------------------------------------------------------------ partials
-    def partials_sql(self, events: str, closed: str) -> str:
+    def partials_sql(
+        self, events: str, closed: str | None, whole: frozenset[str] = frozenset()
+    ) -> str:
         """Partial aggregates per (partition, keys, window start) of the events in ``events``,
         skipping windows already closed: ``closed`` is a relation ``(__p, __closed)`` giving
-        each partition's closed-through time (windows ending at or before it are closed)."""
+        each partition's closed-through time (windows ending at or before it are closed;
+        ``None``: no event falls in a closed window). ``whole``: input columns without nulls."""
         aggs = ", ".join(
-            e for i, a in enumerate(self.view.aggregations) for e in _partial_exprs(i, a)
+            e for i, a in enumerate(self.view.aggregations) for e in _partial_exprs(i, a, whole)
         )
         if self.lifetime:
             assigned = f"SELECT *, __ts AS {WINDOW} FROM ({events})"
@@ -183,13 +188,22 @@ class StreamAggregation:
                 f"CROSS JOIN range(0, {self.size // self.hop}) AS __hw_i(i)"
             )
             end = f"{WINDOW} + {self.size}"
+        open_only = (
+            ""
+            if closed is None
+            else f"LEFT JOIN {closed} AS c ON c.{PARTITION} = a.{PARTITION} "
+            f"WHERE c.__closed IS NULL OR {end} > c.__closed "
+        )
         return (
             f"SELECT a.{PARTITION}, {self._prefixed('a')}, a.{WINDOW}, {aggs} "
-            f"FROM ({assigned}) AS a "
-            f"LEFT JOIN {closed} AS c ON c.{PARTITION} = a.{PARTITION} "
-            f"WHERE c.__closed IS NULL OR {end} > c.__closed "
+            f"FROM ({assigned}) AS a {open_only}"
             f"GROUP BY a.{PARTITION}, {self._prefixed('a')}, a.{WINDOW}"
         )
+
+    @property
+    def hopping(self) -> bool:
+        """Whether an event belongs to several windows (some may be closed, others open)."""
+        return not self.lifetime and self.size != self.hop
 
     def _prefixed(self, alias: str) -> str:
         return ", ".join(f"{alias}.{q(k)}" for k in self.view.join_keys)

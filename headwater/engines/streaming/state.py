@@ -114,7 +114,8 @@ class WindowState:
                 self.con.execute(f"INSERT INTO {STATE} BY NAME SELECT * FROM __hw_restore")
             finally:
                 self.con.unregister("__hw_restore")
-        if pieces and closed is not None and not self.agg.lifetime:
+        if (blob or pieces) and closed is not None and not self.agg.lifetime:
+            # The base and pieces were saved before later windows closed.
             self._set_closed(self.closed)
             self.con.execute(
                 f"DELETE FROM {STATE} AS s USING {CLOSED} AS c WHERE s.{PARTITION} = ? "
@@ -200,9 +201,12 @@ class WindowState:
             for partition, newest, offsets in seen:
                 result.max_ts[int(partition)] = int(newest)
                 result.late += [(int(partition), int(o)) for o in offsets or ()]
+            # Without late events, only hopping windows can have closed windows to skip.
+            closed = CLOSED if result.late or self.agg.hopping else None
+            whole = frozenset(n for n in batch.column_names if not batch.column(n).null_count)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE __hw_partials AS "
-                + self.agg.partials_sql(events, CLOSED)
+                + self.agg.partials_sql(events, closed, whole)
             )
         finally:
             con.unregister("__hw_batch")
