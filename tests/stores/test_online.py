@@ -186,6 +186,16 @@ def test_payloads_built_in_sql_decode_to_the_values_the_python_encoder_keeps() -
             "u": pa.array([2**64 - 1, 0, None, 1, 2, 3], pa.uint64()),
             "b": pa.array([True, None, False, True, False, None]),
             "s": pa.array(['q"uote', "back\\slash", "ünï😀", "\x01ctl", None, "new\nline"]),
+            # Sent as text and integers: cast before they are encoded.
+            "d": pa.array(
+                [Decimal("1.50"), None, Decimal("-0.01"), Decimal("0"), Decimal("9.99"), None],
+                pa.decimal128(10, 2),
+            ),
+            "t": pa.array(
+                [datetime(2024, 1, 1, tzinfo=UTC), None] + [datetime(1969, 12, 31, tzinfo=UTC)] * 4,
+                pa.timestamp("us", tz="UTC"),
+            ),
+            "day": pa.array([date(2024, 2, 29), None, date(1970, 1, 1)] * 2, pa.date32()),
         }
     )
     nested = flat.append_column("l", pa.array([[1], None, [], [2, 3], [4], [5]]))

@@ -16,6 +16,7 @@ import base64
 import datetime as _dt
 import decimal
 import hashlib
+import itertools
 import json
 import threading
 from collections.abc import Mapping, Sequence
@@ -199,7 +200,15 @@ def encode_payloads(features: pa.Table) -> tuple[str, bytes, list[bytes]]:
     names = schema.names
     wires = [_wire_type(f.type) for f in schema]
     if features.num_rows and all(_flat(w) for w in wires):
-        return sid, schema_bytes, _payloads_in_sql(features, prefix)
+        # The columns as the per-row path sends them (decimals as text, times as integers).
+        wired = pa.Table.from_arrays(
+            [
+                column if wire == field.type else column.cast(wire)
+                for field, column, wire in zip(schema, features.columns, wires, strict=True)
+            ],
+            names=names,
+        )
+        return sid, schema_bytes, _payloads_in_sql(wired, prefix)
     columns = []
     for field, column, wire in zip(schema, features.columns, wires, strict=True):
         columns.append((column if wire == field.type else column.cast(wire)).to_pylist())
@@ -212,6 +221,7 @@ def encode_payloads(features: pa.Table) -> tuple[str, bytes, list[bytes]]:
 
 
 _ENCODER_DB: list[Any] = []
+_ENCODER_IDS = itertools.count()
 _ENCODER_LOCK = threading.Lock()
 
 
@@ -245,13 +255,17 @@ def _payloads_in_sql(features: pa.Table, prefix: bytes) -> list[bytes]:
     from headwater.definitions.naming import quote_ident, sql_literal
 
     pairs = ", ".join(f"{sql_literal(n)}, {quote_ident(n)}" for n in features.column_names)
-    con = _encoder_db().cursor()  # a cursor per call: threads do not share one
+    # A cursor per call, and a name of its own: registered tables are seen by every cursor of
+    # the database, and writers in other threads encode at the same time.
+    name = f"__hw_features_{next(_ENCODER_IDS)}"
+    con = _encoder_db().cursor()
     try:
-        con.register("__hw_features", features)
+        con.register(name, features)
         encoded = con.sql(
             f"SELECT encode({sql_literal(prefix.decode('ascii'))} || "
-            f"CAST(json_object({pairs}) AS VARCHAR)) FROM __hw_features"
+            f"CAST(json_object({pairs}) AS VARCHAR)) FROM {name}"
         ).to_arrow_table()
+        con.unregister(name)
     finally:
         con.close()
     return list(encoded.column(0).to_pylist())
