@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -232,6 +233,7 @@ class StreamWorker:
         self._end_offsets: dict[int, int] = {}
         self.dead: DeadLetterSink = self._dead_letter_sink()
         self._checked = bool(getattr(source, "checks", ()) or view.checks)
+        self._writer: ThreadPoolExecutor | None = None
         if self.decoder.schema is not None:
             self._ensure_state(self.decoder.schema)
 
@@ -348,6 +350,9 @@ class StreamWorker:
             raise
         finally:
             _collector.stop()
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
         consumer.close()
         self.registry.finish_run(
             self.stats.run_id,
@@ -638,10 +643,17 @@ class StreamWorker:
     # ------------------------------------------------------------------ effects
     def _write(self, rows: pa.Table | None, dead: list[DeadLetter]) -> None:
         if rows is not None and rows.num_rows:
-            if self.view.offline:
-                self._write_offline(rows)
+            # The online write (mostly a wait on its server) runs beside the offline merge;
+            # both finish before anything is committed.
+            online = None
             if self.online is not None:
-                self.online.write(self.view, rows)
+                online = self._online_writer().submit(self.online.write, self.view, rows)
+            try:
+                if self.view.offline:
+                    self._write_offline(rows)
+            finally:
+                if online is not None:
+                    online.result()
             self.stats.rows_out += rows.num_rows
             metrics.ROWS_OUT.labels(self.view.name).inc(rows.num_rows)
         if dead:
@@ -654,6 +666,11 @@ class StreamWorker:
                 metrics.DEAD_LETTERS.labels(self.view.name, letter.check).inc()
                 if letter.check == "late":
                     metrics.LATE.labels(self.view.name).inc()
+
+    def _online_writer(self) -> ThreadPoolExecutor:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"online-{self.view.name}")
+        return self._writer
 
     def _write_offline(self, rows: pa.Table) -> None:
         """Merge ``rows`` into the offline table, retrying when another worker's commit to the
