@@ -109,7 +109,9 @@ def evaluate(
 
         flags, params = _flag_select(relation, rules)
         try:
-            counts = _aggregate(con, f"({flags})", params, rules, batch, types, timestamp_field)
+            counts = _aggregate(
+                con, f"({flags})", params, rules, batch, types, timestamp_field, relation
+            )
         except duckdb.Error as exc:
             raise _unevaluable(subject, rules, exc) from None
     else:
@@ -156,7 +158,7 @@ def _flag_select(relation: str, rules: list[RowRule]) -> tuple[str, list[Any]]:
     joins = " ".join(join for rule in rules for join in rule.joins)
     query = (
         f"WITH __hw_x AS (SELECT {inner} FROM {relation} AS __hw_r {joins}) "
-        f"SELECT *, {', '.join(flags)} FROM __hw_x"
+        f"SELECT {', '.join(['*', *flags])} FROM __hw_x"
     )
     return query, params
 
@@ -297,19 +299,21 @@ def _aggregate(
     batch: list[tuple[int, Check]],
     types: dict[str, str],
     timestamp_field: str | None,
+    relation: str | None = None,
 ) -> dict[str, Any]:
-    """One pass over the flagged rows (a table, or the query of :func:`_flag_select` in
-    parentheses, with its ``params``) counting rows, offending and checked rows and a few
-    offending values per rule, and the newest event times."""
+    """One pass over the flagged rows (a table, or the query of :func:`_flag_select` over
+    ``relation`` in parentheses, with its ``params``) counting rows, offending and checked rows
+    and a few offending values per rule, and the newest event times."""
     items = ["count(*) AS rows"]
     for rule in rules:
         items.append(f"count(*) FILTER (WHERE {rule.flag}) AS {rule.flag}_failed")
         items.append(f"count(*) FILTER (WHERE {rule.checked}) AS {rule.flag}_checked")
-        # Any SAMPLE_SIZE offending values (arg_min over a constant: no order is imposed).
-        items.append(
-            f"arg_min({_sampled(rule.sample)}, 0, {SAMPLE_SIZE}) FILTER (WHERE {rule.flag}) "
-            f"AS {rule.flag}_sample"
-        )
+        if len(rule.sample) == 1:
+            # Any SAMPLE_SIZE offending values (arg_min over a constant imposes no order).
+            items.append(
+                f"arg_min({q(rule.sample[0])}, 0, {SAMPLE_SIZE}) FILTER (WHERE {rule.flag}) "
+                f"AS {rule.flag}_sample"
+            )
     for index, check in batch:
         if isinstance(check, Freshness):
             column = check.column or timestamp_field
@@ -318,13 +322,22 @@ def _aggregate(
     query = f"SELECT {', '.join(items)} FROM {source}"
     # Arrow, not fetchall: sampled values keep their types without extra conversions.
     table = con.sql(query, params=params or None).to_arrow_table()
-    return {name: table.column(name)[0].as_py() for name in table.column_names}
-
-
-def _sampled(columns: tuple[str, ...]) -> str:
-    if len(columns) == 1:
-        return q(columns[0])
-    return "{" + ", ".join(f"{sql_literal(c)}: {q(c)}" for c in columns) + "}"
+    counts = {name: table.column(name)[0].as_py() for name in table.column_names}
+    for rule in rules:
+        if len(rule.sample) > 1 and counts[f"{rule.flag}_failed"]:
+            # Rows of several columns: building them for every row of the batch costs more
+            # than reading the first few offending ones again (unflagged: this rule alone).
+            where, values = source, params
+            if relation is not None:
+                flags, values = _flag_select(relation, [rule])
+                where = f"({flags})"
+            cols = ", ".join(q(c) for c in rule.sample)
+            rows = con.sql(
+                f"SELECT {cols} FROM {where} WHERE {rule.flag} LIMIT {SAMPLE_SIZE}",
+                params=values or None,
+            ).to_arrow_table()
+            counts[f"{rule.flag}_sample"] = rows.to_pylist()
+    return counts
 
 
 def _epoch_ms(column: str, duck_type: str) -> str:
@@ -340,7 +353,7 @@ def _row_result(subject: str, rule: RowRule, counts: dict[str, Any]) -> CheckRes
     checked = int(counts[f"{rule.flag}_checked"])
     share = 1.0 if checked == 0 else (checked - failed) / checked
     passed = failed == 0 if check.mostly is None else share >= check.mostly
-    sample = [jsonable(value) for value in counts[f"{rule.flag}_sample"] or []]
+    sample = [jsonable(value) for value in counts.get(f"{rule.flag}_sample") or []]
     where = _where(check)
     if failed == 0:
         text = f"all {checked} rows pass ({check.describe()})"
