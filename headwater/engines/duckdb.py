@@ -42,9 +42,7 @@ class DuckDBEngine:
         con.execute("SET temp_directory = ?", [temp])
         # DuckDB sizes its pool by the machine's cores; a process confined to fewer (taskset,
         # a container's CPU set) would run threads that only take turns on them.
-        threads = self.config.threads or usable_cpus()
-        if self.config.threads or threads < (os.cpu_count() or threads):
-            con.execute(f"SET threads = {int(threads)}")
+        con.execute(f"SET threads = {int(self.config.threads or usable_cpus())}")
         limit = self.config.memory_limit or default_memory_limit(self.config.threads)
         con.execute("SET memory_limit = ?", [limit])
         con.execute("SET preserve_insertion_order = false")

@@ -698,6 +698,8 @@ class StreamWorker:
     def _commit(self, consumer: Any) -> None:
         from confluent_kafka import TopicPartition
 
+        from headwater.engines.streaming.state import Checkpoint
+
         updates: list[tuple[int | None, StreamPartition]] = []
         for partition, part in self.owned.items():
             if not part.dirty or part.next_offset is None:
@@ -709,18 +711,16 @@ class StreamWorker:
                 "fingerprint": getattr(self, "_fingerprint", None),
                 "run_id": self.stats.run_id,  # which worker committed it last
             }
-            saved = StreamPartition(partition, part.next_offset, meta, None)
-            if self.state is not None:
-                point = self.state.checkpoint(partition)
-                saved = StreamPartition(
-                    partition,
-                    part.next_offset,
-                    meta,
-                    point.state,
-                    piece=point.piece,
-                    piece_end=point.piece_end,
-                    prune_through=closed,
-                )
+            point = self.state.checkpoint(partition) if self.state else Checkpoint(None)
+            saved = StreamPartition(
+                partition,
+                part.next_offset,
+                meta,
+                point.state,
+                piece=point.piece,
+                piece_end=point.piece_end,
+                prune_through=closed,
+            )
             updates.append((part.expected, saved))
         if not updates:
             return

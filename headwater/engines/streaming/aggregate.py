@@ -223,13 +223,12 @@ class StreamAggregation:
         listed = ", ".join(group)
         on = " AND ".join(f"m.{c} = n.{c}" for c in group)
         columns = ", ".join([*(f"m.{c}" for c in group), *(f"m.{q(p.name)}" for p in self.parts)])
-        merges = ", ".join(f"{p.merge} AS {q(p.name)}" for p in self.parts)
+        several = f"(SELECT m.* FROM __hw_m AS m SEMI JOIN __hw_n AS n ON {on} AND n.__n > 1)"
         return (
             f"WITH __hw_m AS (SELECT * FROM {rows}), __hw_n AS (SELECT {listed}, count(*) AS __n "
             f"FROM __hw_m GROUP BY {listed}) "
             f"SELECT {columns} FROM __hw_m AS m SEMI JOIN __hw_n AS n ON {on} AND n.__n = 1 "
-            f"UNION ALL SELECT {listed}, {merges} FROM (SELECT m.* FROM __hw_m AS m SEMI JOIN "
-            f"__hw_n AS n ON {on} AND n.__n > 1) GROUP BY {listed}"
+            f"UNION ALL {self.merge_sql(several)}"
         )
 
     # ------------------------------------------------------------------ output

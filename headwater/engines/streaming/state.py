@@ -117,12 +117,7 @@ class WindowState:
         if (blob or pieces) and closed is not None and not self.agg.lifetime:
             # The base and pieces were saved before later windows closed.
             self._set_closed(self.closed)
-            self.con.execute(
-                f"DELETE FROM {STATE} AS s USING {CLOSED} AS c WHERE s.{PARTITION} = ? "
-                f"AND c.{PARTITION} = s.{PARTITION} AND "
-                + self.agg.closing_predicate().replace(WINDOW, "s." + WINDOW),
-                [partition],
-            )
+            self._delete_closed(partition)
 
     def drop(self, partition: int) -> None:
         """Forget ``partition`` (it was revoked)."""
@@ -247,12 +242,17 @@ class WindowState:
         merged = self.agg.merge_closing_sql(f"({closing})")
         out = con.sql(self.agg.output_sql(f"({merged})")).to_arrow_table()
         if out.num_rows:
-            on_state = predicate.replace(WINDOW, "s." + WINDOW)
-            con.execute(
-                f"DELETE FROM {STATE} AS s USING {CLOSED} AS c "
-                f"WHERE s.{PARTITION} = c.{PARTITION} AND {on_state}"
-            )
+            self._delete_closed()
         return out
+
+    def _delete_closed(self, partition: int | None = None) -> None:
+        """Free the rows of windows closed by the closed-through times (of one partition)."""
+        on_state = self.agg.closing_predicate().replace(WINDOW, "s." + WINDOW)
+        only = "" if partition is None else f" AND s.{PARTITION} = {int(partition)}"
+        self.con.execute(
+            f"DELETE FROM {STATE} AS s USING {CLOSED} AS c "
+            f"WHERE s.{PARTITION} = c.{PARTITION} AND {on_state}{only}"
+        )
 
     def updates(self) -> pa.Table:
         """``emit="update"``: the running values of every window the last batch touched."""

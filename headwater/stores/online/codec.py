@@ -15,10 +15,10 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import decimal
+import functools
 import hashlib
 import itertools
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -199,19 +199,15 @@ def encode_payloads(features: pa.Table) -> tuple[str, bytes, list[bytes]]:
     prefix = sid.encode("ascii")
     names = schema.names
     wires = [_wire_type(f.type) for f in schema]
+    # The columns as they are sent (decimals as text, times as integers, ...).
+    wired = [
+        column if wire == field.type else column.cast(wire)
+        for field, column, wire in zip(schema, features.columns, wires, strict=True)
+    ]
     if features.num_rows and all(_flat(w) for w in wires):
-        # The columns as the per-row path sends them (decimals as text, times as integers).
-        wired = pa.Table.from_arrays(
-            [
-                column if wire == field.type else column.cast(wire)
-                for field, column, wire in zip(schema, features.columns, wires, strict=True)
-            ],
-            names=names,
-        )
-        return sid, schema_bytes, _payloads_in_sql(wired, prefix)
-    columns = []
-    for field, column, wire in zip(schema, features.columns, wires, strict=True):
-        columns.append((column if wire == field.type else column.cast(wire)).to_pylist())
+        table = pa.Table.from_arrays(wired, names=names)
+        return sid, schema_bytes, _payloads_in_sql(table, prefix)
+    columns = [column.to_pylist() for column in wired]
     dumps = _PAYLOAD_ENCODER.encode
     payloads = [
         prefix + dumps({n: v for n, v in zip(names, values, strict=True) if v is not None}).encode()
@@ -220,19 +216,15 @@ def encode_payloads(features: pa.Table) -> tuple[str, bytes, list[bytes]]:
     return sid, schema_bytes, payloads
 
 
-_ENCODER_DB: list[Any] = []
 _ENCODER_IDS = itertools.count()
-_ENCODER_LOCK = threading.Lock()
 
 
+@functools.cache
 def _encoder_db() -> Any:
     """An in-memory DuckDB database for encoding payloads (opening one takes milliseconds)."""
-    with _ENCODER_LOCK:
-        if not _ENCODER_DB:
-            import duckdb
+    import duckdb
 
-            _ENCODER_DB.append(duckdb.connect())
-        return _ENCODER_DB[0]
+    return duckdb.connect()
 
 
 def _flat(wire: pa.DataType) -> bool:
