@@ -333,6 +333,7 @@ class StreamWorker:
                     if (self._assigned_once or waited > _IDLE_MEMBER_S) and self._caught_up(
                         consumer
                     ):
+                        done = True
                         break
                     if not self._assigned_once and waited > _ASSIGN_TIMEOUT_S:
                         raise HeadwaterError(
@@ -341,6 +342,18 @@ class StreamWorker:
                             fix="check that the broker is reachable and the consumer group is "
                             "not held by other workers",
                         )
+            if done:
+                # Everything up to the end offsets seen at start is written and committed.
+                log.info(
+                    "caught up",
+                    extra={
+                        "fields": {
+                            "view": self.view.name,
+                            "events": self.stats.events,
+                            "batches": self.stats.batches,
+                        }
+                    },
+                )
         except BaseException as exc:
             text = (
                 exc.message if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
