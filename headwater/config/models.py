@@ -189,7 +189,7 @@ class RedisOnlineStore(_Model):
     key_prefix: str | None = None
     """Prefix of every key (default: ``<project>:``)."""
     batch_size: int = 1_000
-    """Entities written per pipeline round trip."""
+    """Entities read per pipeline round trip (writes send all their calls, then read)."""
 
 
 OnlineStoreConfig = Annotated[SqliteOnlineStore | RedisOnlineStore, Field(discriminator="type")]

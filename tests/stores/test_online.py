@@ -412,6 +412,36 @@ def test_redis_ttl_sets_expiry_and_skips_expired_rows(
 
 
 @pytest.mark.redis
+def test_redis_error_reply_is_raised_after_every_reply_and_the_store_stays_usable(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    import redis
+
+    project = ProjectConfig(project="shop", root=tmp_path)
+    store = RedisOnlineStore(
+        RedisConfig(url=SecretStr(redis_url), key_prefix=redis_prefix, batch_size=100), project
+    )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        view = make_view()
+        n = 1_000  # four script calls; the second one meets a key of the wrong type
+        client.set(f"{redis_prefix}v:[300]", "not a hash")
+        table = rows(list(range(n)), [T0] * n, list(range(n)))
+        with pytest.raises(HeadwaterError, match=r"refused a write of view 'v'.*WRONGTYPE"):
+            store.write(view, table)
+        assert value(store, view, 0) == 0  # the first call's entities were written
+        assert value(store, view, 999) == 999  # and so were the calls after the failing one
+        client.delete(f"{redis_prefix}v:[300]")
+        # Every reply of the failed write was read: the next replies are this write's own.
+        assert store.write(view, rows([300, 1], [T0, T0 + timedelta(days=1)], [-1, -2])) == 2
+        assert [value(store, view, k) for k in (300, 1, 2)] == [-1, -2, 2]
+    finally:
+        store.delete_view("v")
+        client.close()
+        store.close()
+
+
+@pytest.mark.redis
 def test_redis_default_prefix_is_the_project(tmp_path: Path, redis_url: str) -> None:
     import redis
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
+from headwater.errors import ConfigError, ConnectionFailed, HeadwaterError, MissingDependency
 from headwater.observability.redact import redact
 from headwater.stores.online.codec import (
+    EncodedRows,
     Stored,
     decode_stored,
     deserialize_schema,
@@ -63,6 +65,34 @@ return written
 """
 _ROWS_PER_CALL = 256
 
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # the C encoder is optional: redis-py's own then
+    _hiredis_pack = None
+
+
+def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
+    """``command`` in the wire format, as the chunks a connection sends."""
+    if _hiredis_pack is not None:
+        return [_hiredis_pack(command)]
+    return list(conn.pack_command(*command))
+
+
+class _Replayable:
+    """An iterator that can be walked again from the start (items are kept as they go by)."""
+
+    def __init__(self, items: Iterable[Any]) -> None:
+        self._items = iter(items)
+        self._seen: list[Any] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        yield from list(self._seen)
+        for item in self._items:
+            self._seen.append(item)
+            yield item
+
+
 _SCHEMAS_SUFFIX = ":#schemas"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -110,7 +140,6 @@ class RedisOnlineStore:
                 fix="start Redis or point online_store.url in headwater.yaml at a reachable "
                 "server (check host, port, password and TLS)",
             ) from exc
-        self._upsert: Any = self._client.register_script(UPSERT_LUA)
         self._schemas: dict[str, dict[str, pa.Schema]] = {}
 
     # ----------------------------------------------------------------- helpers
@@ -128,43 +157,84 @@ class RedisOnlineStore:
     # ----------------------------------------------------------------- protocol
     def write(self, view: FeatureView, rows: pa.Table) -> int:
         """Upsert the latest row per entity; return how many entities changed."""
+        import redis
+
         ttl_ms = view.ttl_ms
         keep_after = None if ttl_ms is None else time.time_ns() // 1_000_000 - ttl_ms
         encoded = prepare_rows(view, rows, keep_after_ms=keep_after)
         if not encoded.keys:
             return 0
-        changed = 0
-        entries = list(
-            zip(
-                encoded.keys,
-                encoded.event_ts_ms,
-                encoded.created_ts_ms,
-                encoded.payloads,
+        schemas = f"{self.prefix}{view.name}{_SCHEMAS_SUFFIX}"
+        commands = itertools.chain(
+            [(b"HSETNX", schemas, encoded.schema_id, encoded.schema_bytes)],
+            self._upserts(view.name, encoded, ttl_ms),
+        )
+        try:
+            replies = self._send(commands)
+        except redis.exceptions.ResponseError as exc:
+            raise HeadwaterError(
+                f"the Redis online store refused a write of view {view.name!r}: {exc}",
+                fix=f"keys under the prefix {self.prefix!r} are headwater's alone: delete "
+                "the keys another program wrote there, or set another online_store.key_prefix",
+            ) from exc
+        return int(sum(replies[1:]))  # the schema's reply is not a count of entities
+
+    def _upserts(
+        self, view_name: str, encoded: EncodedRows, ttl_ms: int | None
+    ) -> Iterator[tuple[Any, ...]]:
+        """One EVAL of the upsert script per ``_ROWS_PER_CALL`` entities."""
+        prefix = f"{self.prefix}{view_name}:"
+        keys = [prefix + key for key in encoded.keys]
+        event = encoded.event_ts_ms
+        created = ["" if c is None else c for c in encoded.created_ts_ms]
+        expire: list[Any] = [""] * len(event) if ttl_ms is None else [t + ttl_ms for t in event]
+        payloads = encoded.payloads
+        for start in range(0, len(keys), _ROWS_PER_CALL):
+            end = start + _ROWS_PER_CALL
+            some = keys[start:end]
+            args = zip(
+                event[start:end],
+                created[start:end],
+                payloads[start:end],
+                expire[start:end],
                 strict=True,
             )
-        )
-        pipe = self._client.pipeline(transaction=False)
-        # The schema goes with the first batch: its reply is skipped when counting changes.
-        pipe.hsetnx(
-            f"{self.prefix}{view.name}{_SCHEMAS_SUFFIX}", encoded.schema_id, encoded.schema_bytes
-        )
-        skip, pending = 1, 0
-        calls_per_batch = max(1, self.batch_size // _ROWS_PER_CALL)
-        for start in range(0, len(entries), _ROWS_PER_CALL):
-            keys: list[str] = []
-            args: list[Any] = []
-            for key, event_ts, created_ts, payload in entries[start : start + _ROWS_PER_CALL]:
-                keys.append(self._key(view.name, key))
-                expire_at = "" if ttl_ms is None else event_ts + ttl_ms
-                args += [event_ts, "" if created_ts is None else created_ts, payload, expire_at]
-            self._upsert(keys=keys, args=args, client=pipe)
-            pending += 1
-            if pending == calls_per_batch:
-                changed += sum(pipe.execute()[skip:])
-                skip, pending = 0, 0
-        if pending:
-            changed += sum(pipe.execute()[skip:])
-        return changed
+            yield (b"EVAL", UPSERT_LUA, len(some), *some, *itertools.chain.from_iterable(args))
+
+    def _send(self, commands: Iterable[tuple[Any, ...]]) -> list[Any]:
+        """Run ``commands`` on one connection: all sent back to back, then every reply read,
+        so that the server works on the first ones while the next are being encoded. The
+        whole sequence is retried on connection errors (each command is idempotent)."""
+        import redis
+
+        pool = self._client.connection_pool
+        conn = pool.get_connection()
+        sent = _Replayable(commands)
+
+        def run() -> list[Any]:
+            count = 0
+            for command in sent:
+                conn.send_packed_command(_pack(conn, command), check_health=count == 0)
+                count += 1
+            replies: list[Any] = []
+            for _ in range(count):
+                try:
+                    replies.append(conn.read_response())
+                except redis.exceptions.ResponseError as exc:  # the rest must still be read
+                    replies.append(exc)
+            return replies
+
+        try:
+            replies: list[Any] = conn.retry.call_with_retry(run, lambda _error: conn.disconnect())
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def read(self, view: FeatureView, entity_keys: list[tuple[Any, ...]]) -> list[OnlineRow | None]:
         """Rows for each key tuple, in order; ``None`` where nothing is stored."""
