@@ -57,13 +57,15 @@ def _parts(index: int, agg: Aggregation) -> list[_Part]:
         return [_Part(v, f"{function}({q(v)})", f"{function}({q(v)}) {{over}}")]
     if function == "last":
         return [_Part(last, f"max({q(last)})", f"max({q(last)}) {{over}}")]
-    # count_distinct: the distinct values themselves
+    # count_distinct: the distinct values themselves, and their count while the row is one
+    # micro-batch's partial (NULL once merged: read from the values then)
     return [
         _Part(
             distinct,
             f"list_distinct(flatten(list({q(distinct)})))",
             f"list_distinct(flatten(list({q(distinct)}) {{over}}))",
-        )
+        ),
+        _Part(f"{base}_c", "NULL::BIGINT", "NULL::BIGINT"),
     ]
 
 
@@ -85,11 +87,13 @@ def _partial_exprs(index: int, agg: Aggregation, whole: frozenset[str] = frozens
     if function == "last":
         packed = f"struct_pack(t := __ts, c := coalesce(__cts, {_MIN_BIGINT}), v := {col})"
         return [f"max({packed}){present} AS {q(base + '_l')}"]
-    return [f"list(DISTINCT {col}){present} AS {q(base + '_d')}"]
+    values = f"list(DISTINCT {col}){present}"
+    return [f"{values} AS {q(base + '_d')}", f"len({values}) AS {q(base + '_c')}"]
 
 
-def _final_expr(index: int, agg: Aggregation, schema: pa.Schema) -> str:
-    """The feature value from merged partials, typed as the batch engine types it."""
+def _final_expr(index: int, agg: Aggregation, schema: pa.Schema, counted: bool = False) -> str:
+    """The feature value from merged partials, typed as the batch engine types it
+    (``counted``: rows a single micro-batch wrote, whose distinct values are counted already)."""
     import pyarrow as pa
 
     base = f"__a{index}"
@@ -108,6 +112,8 @@ def _final_expr(index: int, agg: Aggregation, schema: pa.Schema) -> str:
         expr = q(base + "_v")
     elif function == "last":
         expr = f"({q(base + '_l')}).v"
+    elif counted:
+        expr = f"coalesce({q(base + '_c')}, 0)"
     else:
         expr = f"CAST(coalesce(len({q(base + '_d')}), 0) AS BIGINT)"
     return f"{expr} AS {q(agg.name)}"
@@ -154,6 +160,12 @@ class StreamAggregation:
             *(q(c) for c in inputs),
         ]
         return f"SELECT {', '.join(columns)} FROM {relation} WHERE {valid}"
+
+    def last_window_end(self, ts: int) -> int:
+        """:meth:`last_window_end_sql` of one event time."""
+        if self.lifetime:
+            return ts + 1
+        return ts - ts % self.hop + self.size
 
     def last_window_end_sql(self) -> str:
         """For an event row (``__ts``): the end of the last window it belongs to. The event is
@@ -215,34 +227,39 @@ class StreamAggregation:
         group = f"{PARTITION}, {self.keys}, {WINDOW}"
         return f"SELECT {group}, {merges} FROM {rows} GROUP BY {group}"
 
-    def merge_closing_sql(self, rows: str) -> str:
-        """:meth:`merge_sql` for windows (not lifetime views) of ``rows``, most of whose groups
-        have a single row — a window one micro-batch filled: those go through as they are,
-        and only groups of several rows are aggregated (merging lists is the costly part)."""
-        group = [PARTITION, *(q(k) for k in self.view.join_keys), WINDOW]
-        listed = ", ".join(group)
-        on = " AND ".join(f"m.{c} = n.{c}" for c in group)
-        columns = ", ".join([*(f"m.{c}" for c in group), *(f"m.{q(p.name)}" for p in self.parts)])
-        several = f"(SELECT m.* FROM __hw_m AS m SEMI JOIN __hw_n AS n ON {on} AND n.__n > 1)"
+    def closing_output_sql(self, rows: str, batch: str) -> str:
+        """Output rows of the windows (not lifetime views) in ``rows``, whose column ``batch``
+        says which micro-batch appended a row (NULL: unknown, restored or merged). A window
+        whose rows one micro-batch appended holds one row per group — most windows, when
+        micro-batches are longer than windows: those rows go out as they are (distinct values
+        counted already), and only the rows of the other windows are merged (merging lists is
+        the costly part)."""
+        one = f"bool_and({batch} IS NOT NULL) AND min({batch}) = max({batch})"
+        windows = (
+            f"SELECT {PARTITION}, {WINDOW}, {one} AS __one FROM {rows} "
+            f"GROUP BY {PARTITION}, {WINDOW}"
+        )
+        on = f"r.{PARTITION} = w.{PARTITION} AND r.{WINDOW} = w.{WINDOW}"
+        single = f"(SELECT r.* FROM {rows} AS r SEMI JOIN __hw_w AS w ON {on} AND w.__one)"
+        several = f"(SELECT r.* FROM {rows} AS r SEMI JOIN __hw_w AS w ON {on} AND NOT w.__one)"
         return (
-            f"WITH __hw_m AS (SELECT * FROM {rows}), __hw_n AS (SELECT {listed}, count(*) AS __n "
-            f"FROM __hw_m GROUP BY {listed}) "
-            f"SELECT {columns} FROM __hw_m AS m SEMI JOIN __hw_n AS n ON {on} AND n.__n = 1 "
-            f"UNION ALL {self.merge_sql(several)}"
+            f"WITH __hw_w AS ({windows}) {self.output_sql(single, counted=True)} "
+            f"UNION ALL {self.output_sql(f'({self.merge_sql(several)})')}"
         )
 
     # ------------------------------------------------------------------ output
-    def final_columns(self) -> str:
+    def final_columns(self, counted: bool = False) -> str:
         return ", ".join(
-            _final_expr(i, a, self.schema) for i, a in enumerate(self.view.aggregations)
+            _final_expr(i, a, self.schema, counted) for i, a in enumerate(self.view.aggregations)
         )
 
-    def output_sql(self, rows: str) -> str:
-        """Output rows (keys, event_timestamp, features) of merged window rows in ``rows``."""
+    def output_sql(self, rows: str, counted: bool = False) -> str:
+        """Output rows (keys, event_timestamp, features) of merged window rows in ``rows``
+        (``counted``: rows as one micro-batch wrote them, which need not read distinct values)."""
         end = f"{WINDOW} + {self.size}"
         return (
-            f"SELECT {self.keys}, {ms_to_ts_sql(end)} AS event_timestamp, {self.final_columns()} "
-            f"FROM {rows}"
+            f"SELECT {self.keys}, {ms_to_ts_sql(end)} AS event_timestamp, "
+            f"{self.final_columns(counted)} FROM {rows}"
         )
 
     def window_end_sql(self) -> str:

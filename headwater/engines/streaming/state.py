@@ -174,6 +174,10 @@ class WindowState:
         result = BatchResult(events=batch.num_rows)
         if batch.num_rows == 0:
             return result
+        # A merge of the whole state is due once it doubled since the last one; done before
+        # this batch's rows go in, so that they stay marked with their batch until the next.
+        if self.rows() > max(2 * self._merged_rows, _COMPACT_MIN_ROWS):
+            self.compact()
         self._set_closed(self.closed)
         con.register("__hw_batch", batch)
         try:
@@ -185,33 +189,40 @@ class WindowState:
                 ).fetchall()
                 result.keyless = [(int(p), int(o)) for p, o in keyless]
             # The events are read from the Arrow batch where they are (no copy): once for the
-            # newest time and the late events of each partition, once for the partials.
+            # oldest and newest time of each partition, once for the partials.
             events = self.agg.events_sql("__hw_batch", self._partition_column, self._offset_column)
-            late = f"c.__closed IS NOT NULL AND {self.agg.last_window_end_sql()} <= c.__closed"
-            seen = con.execute(
-                f"SELECT e.{PARTITION}, max(e.__ts), list(e.{OFFSET} ORDER BY e.{OFFSET}) "
-                f"FILTER (WHERE {late}) FROM ({events}) AS e LEFT JOIN {CLOSED} AS c "
-                f"ON c.{PARTITION} = e.{PARTITION} GROUP BY 1 ORDER BY 1"
+            bounds = con.execute(
+                f"SELECT {PARTITION}, min(__ts), max(__ts) FROM ({events}) GROUP BY 1"
             ).fetchall()
-            for partition, newest, offsets in seen:
+            late_possible = False
+            for partition, oldest, newest in bounds:
                 result.max_ts[int(partition)] = int(newest)
-                result.late += [(int(partition), int(o)) for o in offsets or ()]
+                closed = self.closed.get(int(partition))
+                # The last window of an event ends later the later the event: only a partition
+                # whose oldest event is late can hold late events.
+                late_possible |= closed is not None and self.agg.last_window_end(oldest) <= closed
+            if late_possible:
+                result.late = self._late(events)
             # Without late events, only hopping windows can have closed windows to skip.
-            closed = CLOSED if result.late or self.agg.hopping else None
+            closed_relation = CLOSED if result.late or self.agg.hopping else None
             whole = frozenset(n for n in batch.column_names if not batch.column(n).null_count)
+            self._batch += 1
             con.execute(
-                "CREATE OR REPLACE TEMP TABLE __hw_partials AS "
-                + self.agg.partials_sql(events, closed, whole)
+                f"INSERT INTO {STATE} BY NAME SELECT *, {self._batch} AS {BATCH} FROM "
+                f"({self.agg.partials_sql(events, closed_relation, whole)})"
             )
         finally:
             con.unregister("__hw_batch")
-        self._batch += 1
-        con.execute(
-            f"INSERT INTO {STATE} BY NAME SELECT *, {self._batch} AS {BATCH} FROM __hw_partials"
-        )
-        if self.rows() > max(2 * self._merged_rows, _COMPACT_MIN_ROWS):
-            self.compact()
         return result
+
+    def _late(self, events: str) -> list[tuple[int, int]]:
+        """(partition, offset) of the events whose every window has closed."""
+        late = f"c.__closed IS NOT NULL AND {self.agg.last_window_end_sql()} <= c.__closed"
+        rows = self.con.execute(
+            f"SELECT e.{PARTITION}, e.{OFFSET} FROM ({events}) AS e JOIN {CLOSED} AS c "
+            f"ON c.{PARTITION} = e.{PARTITION} WHERE {late} ORDER BY 1, 2"
+        ).fetchall()
+        return [(int(p), int(o)) for p, o in rows]
 
     def compact(self) -> None:
         """Merge the state into one row per group (the next save of each partition is then a
@@ -239,8 +250,7 @@ class WindowState:
         closing = (
             f"SELECT s.* FROM {STATE} AS s JOIN {CLOSED} AS c USING ({PARTITION}) WHERE {predicate}"
         )
-        merged = self.agg.merge_closing_sql(f"({closing})")
-        out = con.sql(self.agg.output_sql(f"({merged})")).to_arrow_table()
+        out = con.sql(self.agg.closing_output_sql(f"({closing})", BATCH)).to_arrow_table()
         if out.num_rows:
             self._delete_closed()
         return out
@@ -256,6 +266,10 @@ class WindowState:
 
     def updates(self) -> pa.Table:
         """``emit="update"``: the running values of every window the last batch touched."""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP VIEW __hw_partials AS "
+            f"SELECT * FROM {STATE} WHERE {BATCH} = {self._batch}"
+        )
         keys = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in self.view.join_keys)
         touched = (
             f"SELECT s.* FROM {STATE} AS s SEMI JOIN __hw_partials AS t "
