@@ -12,6 +12,10 @@ one core:
 * ``quix``: a Quix Streams application with the same tumbling aggregates (distinct count as a
   custom aggregator) writing every window's result to Redis with Quix's own ``RedisSink``.
 
+``raw-pyarrow`` and ``headwater`` (at the first ``--max-batch``) run ``--rounds`` times each,
+alternating, each headwater round in a fresh project; the report gives their medians and the
+median of the per-round ratios headwater / raw-pyarrow. The others run once.
+
 Then every window of both is compared with the other and with the exact values computed from
 the generated events, and a latency phase produces events live and measures, per closed window,
 the time from the window-closing event being produced to the value being readable in Redis.
@@ -370,18 +374,48 @@ def headwater_env() -> dict[str, str]:
     return env
 
 
-def assigned_at(stderr: str) -> float | None:
-    """Unix time of headwater's "partitions assigned" log line (the last one)."""
+def logged_at(stderr: str, message: str) -> float | None:
+    """Unix time of headwater's last JSON log line whose message is ``message``."""
     found = None
     for line in stderr.splitlines():
-        if '"partitions assigned"' not in line:
+        if f'"{message}"' not in line:
             continue
         try:
-            stamp = json.loads(line)["ts"]
-        except (ValueError, KeyError):
+            record = json.loads(line)
+            if record["message"] != message:
+                continue
+            stamp = record["ts"]
+        except (ValueError, KeyError, TypeError):
             continue
         found = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
     return found
+
+
+def assigned_at(stderr: str) -> float | None:
+    """Unix time of headwater's "partitions assigned" log line (the last one)."""
+    return logged_at(stderr, "partitions assigned")
+
+
+def caught_up_at(stderr: str) -> float | None:
+    """Unix time of headwater's "caught up" log line: everything up to the end offsets is
+    written and committed; it then closes its consumer and exits."""
+    return logged_at(stderr, "caught up")
+
+
+def headwater_name(max_batch: int) -> str:
+    return "headwater" if max_batch == HEADWATER_BATCH else f"headwater-{fmt_rows(max_batch)}"
+
+
+def headwater_runs(args: argparse.Namespace) -> list[tuple[int, int]]:
+    """(``--max-batch``, round) of every headwater run: the first batch size once per round
+    (rounds 1 to ``--rounds``), the others once (round 0)."""
+    first, *others = args.batches
+    return [(first, r) for r in range(1, args.rounds + 1)] + [(b, 0) for b in others]
+
+
+def run_key(max_batch: int, round_no: int) -> str:
+    """The name of a headwater run's project directory and Redis prefix entry."""
+    return f"headwater-{max_batch}" + (f"-r{round_no}" if round_no > 1 else "")
 
 
 # ---------------------------------------------------------------- throughput
@@ -397,14 +431,20 @@ def _child_failed(child: ChildResult, what: str) -> str:
 
 
 def run_raw(
-    args: argparse.Namespace, python: str, decode: str, bootstrap: str, topic: str, data: Data
+    args: argparse.Namespace,
+    python: str,
+    decode: str,
+    bootstrap: str,
+    topic: str,
+    data: Data,
+    round_no: int = 0,
 ) -> Outcome:
     what = "confluent-kafka, partitions assigned, `consume(10000)`, " + (
         "each batch joined and parsed by `pyarrow.json.read_json` (explicit schema)"
         if decode == "pyarrow"
         else "`orjson.loads` per message"
     )
-    out = Outcome(f"raw-{decode}", what)
+    out = Outcome(f"raw-{decode}", what, round_no=round_no)
     cmd = [python, str(WORKER), "raw", "--bootstrap", bootstrap, "--topic", topic]
     cmd += ["--ends", json.dumps(data.messages), "--decode", decode]
     cmd += ["--settings", json.dumps(args.settings)]
@@ -420,25 +460,28 @@ def run_raw(
     return out
 
 
-def run_headwater(args: argparse.Namespace, root: Path, max_batch: int) -> Outcome:
-    name = "headwater" if max_batch == HEADWATER_BATCH else f"headwater-{fmt_rows(max_batch)}"
+def run_headwater(
+    args: argparse.Namespace, root: Path, max_batch: int, round_no: int = 0
+) -> Outcome:
     out = Outcome(
-        name,
+        headwater_name(max_batch),
         f"`headwater stream {VIEW} --until-caught-up --max-batch {max_batch}`"
         + (" (the default micro-batch)" if max_batch == HEADWATER_BATCH else "")
         + ": Delta offline store + Redis online store, state and offsets in the SQLite registry",
+        round_no=round_no,
     )
     cmd = [sys.executable, "-m", "headwater", "stream", VIEW, "--until-caught-up"]
     cmd += ["--repo", str(root), "--max-batch", str(max_batch)]
     started = time.time()
     child = run_child(_pin(args, cmd), env=headwater_env(), cwd=ROOT, timeout_s=args.timeout)
-    finished = started + child.wall_s
+    exited = started + child.wall_s
     if child.returncode != 0:
         out.failed = _child_failed(child, "headwater stream")
         return out
     assigned = assigned_at(child.stderr)
+    caught_up = caught_up_at(child.stderr)
     out.wall_s, out.cpu_s, out.peak_rss = child.wall_s, child.cpu_s, child.peak_rss
-    out.processing_s = finished - (assigned or started)
+    out.processing_s = (caught_up or exited) - (assigned or started)
     from headwater import FeatureStore
 
     with FeatureStore(root) as store:
@@ -449,6 +492,10 @@ def run_headwater(args: argparse.Namespace, root: Path, max_batch: int) -> Outco
         f"{details.get('batches')} micro-batch(es) committed, {run.rows_out:,} window rows out, "
         f"{details.get('late', 0)} late, {details.get('dead_letters', 0)} dead letters"
     )
+    if caught_up is None:
+        out.detail += "; no `caught up` log line: processing s ends at the process exit"
+    if assigned is None:
+        out.detail += "; no `partitions assigned` log line: processing s starts at the launch"
     return out
 
 
@@ -515,6 +562,64 @@ def compare(
         f"{name}: {len(missing):,} windows missing, {len(extra):,} extra, "
         f"{len(wrong):,} different of {len(want):,}{example}"
     )
+
+
+def compare_rounds(
+    name: str,
+    first: int,
+    reference: dict[tuple[int, int], tuple[int, int, int]],
+    others: list[tuple[int, Path]],
+) -> tuple[bool, str]:
+    """Every other round's offline windows against round ``first``'s (``reference``)."""
+    want = {k: v for k, v in reference.items() if k[0] >= 0}
+    bad = []
+    for round_no, root in others:
+        good, line = compare(f"round {round_no}", read_headwater(root), want)
+        if not good:
+            bad.append(line)
+    rounds = ", ".join(str(r) for r, _ in others)
+    label = f"{name} round{'s' if len(others) > 1 else ''} {rounds} = round {first}"
+    if bad:
+        return False, f"{label}: " + "; ".join(bad)
+    return True, f"{label}: all {len(want):,} windows equal"
+
+
+def check_agreement(
+    args: argparse.Namespace,
+    data: Data,
+    outcomes: list[Outcome],
+    projects: dict[tuple[int, int], Path],
+    quix_prefix: str,
+) -> list[tuple[bool, str]]:
+    """headwater (its first good round) and Quix against the generated events and each other;
+    headwater's other rounds against its first."""
+    agreement: list[tuple[bool, str]] = []
+    ok = {(o.name, o.round_no) for o in outcomes if not o.failed}
+    first_hw: dict[tuple[int, int], tuple[int, int, int]] | None = None
+    repeated = args.batches[0]
+    name = headwater_name(repeated)
+    rounds = [(r, root) for (b, r), root in projects.items() if b == repeated and (name, r) in ok]
+    if rounds:
+        (first, root), others = rounds[0], rounds[1:]
+        first_hw = read_headwater(root)
+        agreement.append(compare(f"{name} = the generated events", first_hw, data.expected))
+        if others:
+            agreement.append(compare_rounds(name, first, first_hw, others))
+    for (batch, r), root in projects.items():
+        if batch == repeated or (headwater_name(batch), r) not in ok:
+            continue
+        got = read_headwater(root)
+        agreement.append(
+            compare(f"{headwater_name(batch)} = the generated events", got, data.expected)
+        )
+    if ("quix", 0) in ok:
+        got_quix = read_quix(args, quix_prefix)
+        agreement.append(compare("Quix = the generated events", got_quix, data.expected))
+        if first_hw is not None:
+            real = {k: v for k, v in first_hw.items() if k[0] >= 0}
+            agreement.append(compare("headwater = Quix", got_quix, real))
+        delete_prefix(args, quix_prefix)
+    return agreement
 
 
 # ---------------------------------------------------------------- latency
@@ -593,6 +698,7 @@ def run_latency(
 def describe(args: argparse.Namespace, data: Data) -> str:
     """The data set and the set-up, for the report."""
     settings = ", ".join(f"`{k}={v}`" for k, v in args.settings.items()) or "none"
+    times = f"{args.rounds} times each" if args.rounds > 1 else "once each"
     return (
         f"One topic of {data.events:,} JSON click events (`user_id`, `page_id`, `amount`, "
         f"`event_timestamp` in epoch ms; {fmt_bytes(data.bytes)} of values) in {PARTITIONS} "
@@ -604,7 +710,11 @@ def describe(args: argparse.Namespace, data: Data) -> str:
         "partition is an event a day later, which closes every real window. "
         f"{len(data.expected):,} (user, window) pairs. Every contender runs in a process "
         "of its own, one after the other, pinned to one core; the broker is pinned to the "
-        "other. Consumer settings given to all three: " + settings + " (librdkafka waits "
+        f"other. raw-pyarrow and headwater (`--max-batch {args.batches[0]}`) run {times}, "
+        "alternating (raw-pyarrow, headwater, raw-pyarrow, headwater, ...) so that both see "
+        "the same state of the machine, every headwater round in a fresh project (its own "
+        "consumer group, registry, Delta tables and Redis key prefix); the other contenders "
+        f"run once. Consumer settings given to all three: {settings} (librdkafka waits "
         "1 s by default before fetching again for a partition whose local queue is full; "
         "Quix Streams sets 100 ms itself; with the default the raw consumer is held to "
         "about 150k events/s on this broker)."
@@ -633,6 +743,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--max-batch",
         default=f"{HEADWATER_BATCH},50000",
         help="headwater `--max-batch` values, comma-separated: one headwater run each",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs of raw-pyarrow and of headwater at the first --max-batch, alternating",
     )
     parser.add_argument(
         "--consumer-setting",
@@ -685,6 +801,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.batches = [int(b.replace("_", "")) for b in args.max_batch.split(",") if b.strip()]
     except ValueError:
         parser.error(f"--max-batch takes comma-separated integers, got {args.max_batch!r}")
+    if not args.batches:
+        parser.error("--max-batch needs at least one value")
+    if args.rounds < 1:
+        parser.error(f"--rounds takes a positive integer, got {args.rounds}")
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     for n in names:
         if n not in CONTENDERS and n != "raw":
@@ -720,9 +840,9 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="stream-", dir=WORK_DIR))
     run_id = uuid.uuid4().hex[:8]
     prefixes = {"quix": f"hwbench:{run_id}:quix:", "live": f"hwbench:{run_id}:quix-live:"}
-    for batch in args.batches:
-        prefixes[f"headwater-{batch}"] = f"hwbench:{run_id}:hw{batch}:"
-    prefixes["headwater"] = prefixes[f"headwater-{args.batches[0]}"]
+    for batch, r in headwater_runs(args):
+        prefixes[run_key(batch, r)] = f"hwbench:{run_id}:hw{batch}" + (f"r{r}:" if r > 1 else ":")
+    prefixes["headwater"] = prefixes[run_key(args.batches[0], 1)]
     broker: Broker | None = None
     try:
         broker = Broker(args, work)
@@ -755,52 +875,34 @@ def _main(
         f"{data.produce_s:.1f} s; {len(data.expected):,} (user, window) pairs"
     )
     projects = {
-        batch: write_project(
-            work / f"project-{batch}",
+        (batch, r): write_project(
+            work / f"project-{run_key(batch, r)}",
             args,
             bootstrap,
             topic,
             live_topics["headwater"],
-            prefixes[f"headwater-{batch}"],
+            prefixes[run_key(batch, r)],
         )
-        for batch in (args.batches if "headwater" in args.names else [])
+        for batch, r in (headwater_runs(args) if "headwater" in args.names else [])
     }
 
-    outcomes: list[Outcome] = []
-    for name in args.names:
+    ran: list[tuple[tuple[int, int, int], Outcome]] = []
+    for name, batch, r in plan(args):
         if name.startswith("raw"):
             decode = name.removeprefix("raw-")
             python = sys.executable if decode == "pyarrow" else peers_python
-            done = [run_raw(args, python, decode, bootstrap, topic, data)]
+            outcome = run_raw(args, python, decode, bootstrap, topic, data, r)
         elif name == "headwater":
-            done = []
-            for batch in args.batches:
-                done.append(run_headwater(args, projects[batch], batch))
-                _said(done[-1])
+            outcome = run_headwater(args, projects[(batch, r)], batch, r)
         else:
-            done = [run_quix(args, peers_python, bootstrap, topic, data, prefixes["quix"])]
-        if name != "headwater":
-            _said(done[-1])
-        outcomes += done
+            outcome = run_quix(args, peers_python, bootstrap, topic, data, prefixes["quix"])
+        _said(outcome, args.rounds)
+        order = (CONTENDERS.index(name), args.batches.index(batch) if batch else 0, r)
+        ran.append((order, outcome))
+    outcomes = [outcome for _, outcome in sorted(ran, key=lambda item: item[0])]
 
     say("agreement: reading every window")
-    agreement: list[tuple[bool, str]] = []
-    ok = {o.name: o for o in outcomes if not o.failed}
-    first_hw: dict[tuple[int, int], tuple[int, int, int]] | None = None
-    for batch, root in projects.items():
-        name = "headwater" if batch == HEADWATER_BATCH else f"headwater-{fmt_rows(batch)}"
-        if name not in ok:
-            continue
-        got = read_headwater(root)
-        agreement.append(compare(f"{name} = the generated events", got, data.expected))
-        first_hw = got if first_hw is None else first_hw
-    if "quix" in ok:
-        got_quix = read_quix(args, prefixes["quix"])
-        agreement.append(compare("Quix = the generated events", got_quix, data.expected))
-        if first_hw is not None:
-            real = {k: v for k, v in first_hw.items() if k[0] >= 0}
-            agreement.append(compare("headwater = Quix", got_quix, real))
-        delete_prefix(args, prefixes["quix"])
+    agreement = check_agreement(args, data, outcomes, projects, prefixes["quix"])
     for good, line in agreement:
         say(("ok: " if good else "MISMATCH: ") + line)
 
@@ -811,7 +913,7 @@ def _main(
                 continue
             kind = "raw" if name.startswith("raw") else name
             topic_live = create_topic(bootstrap, live_topics[kind])
-            root = projects.get(args.batches[0], work)
+            root = projects.get((args.batches[0], 1), work)
             result = run_latency(
                 args, name, bootstrap, topic_live, work, root, peers_python, prefixes
             )
@@ -844,12 +946,31 @@ def _main(
     return 1 if failed else 0
 
 
-def _said(outcome: Outcome) -> None:
+def plan(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """The runs in order, as (contender, headwater's ``--max-batch`` or 0, round or 0 for a
+    single run): raw-pyarrow and headwater at the first batch size alternate for ``--rounds``
+    rounds, so that both see the same state of the machine; then the others once each."""
+    repeated = [
+        (name, args.batches[0] if name == "headwater" else 0)
+        for name in ("raw-pyarrow", "headwater")
+        if name in args.names
+    ]
+    runs = [(name, batch, r) for r in range(1, args.rounds + 1) for name, batch in repeated]
+    for name in args.names:
+        if name == "headwater":
+            runs += [(name, batch, 0) for batch in args.batches[1:]]
+        elif name != "raw-pyarrow":
+            runs.append((name, 0, 0))
+    return runs
+
+
+def _said(outcome: Outcome, rounds: int) -> None:
+    name = outcome.name + (f" (round {outcome.round_no}/{rounds})" if outcome.round_no else "")
     if outcome.failed:
-        say(f"{outcome.name}: FAILED: {outcome.failed}")
+        say(f"{name}: FAILED: {outcome.failed}")
         return
     say(
-        f"{outcome.name}: {outcome.events:,} events in {outcome.processing_s:.1f} s, "
+        f"{name}: {outcome.events:,} events in {outcome.processing_s:.1f} s, "
         f"{fmt_count(outcome.rate)} events/s (process {outcome.wall_s:.1f} s, "
         f"CPU {outcome.cpu_s:.1f} s, peak RSS {fmt_bytes(outcome.peak_rss)})"
     )
