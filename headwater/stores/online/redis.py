@@ -79,20 +79,6 @@ def _pack(conn: Any, command: tuple[Any, ...]) -> list[bytes]:
     return list(conn.pack_command(*command))
 
 
-class _Replayable:
-    """An iterator that can be walked again from the start (items are kept as they go by)."""
-
-    def __init__(self, items: Iterable[Any]) -> None:
-        self._items = iter(items)
-        self._seen: list[Any] = []
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from list(self._seen)
-        for item in self._items:
-            self._seen.append(item)
-            yield item
-
-
 _SCHEMAS_SUFFIX = ":#schemas"
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -183,7 +169,7 @@ class RedisOnlineStore:
         self, view_name: str, encoded: EncodedRows, ttl_ms: int | None
     ) -> Iterator[tuple[Any, ...]]:
         """One EVAL of the upsert script per ``_ROWS_PER_CALL`` entities."""
-        prefix = f"{self.prefix}{view_name}:"
+        prefix = self._key(view_name, "")
         keys = [prefix + key for key in encoded.keys]
         event = encoded.event_ts_ms
         created = ["" if c is None else c for c in encoded.created_ts_ms]
@@ -209,15 +195,13 @@ class RedisOnlineStore:
 
         pool = self._client.connection_pool
         conn = pool.get_connection()
-        sent = _Replayable(commands)
+        commands = list(commands)
 
         def run() -> list[Any]:
-            count = 0
-            for command in sent:
+            for count, command in enumerate(commands):
                 conn.send_packed_command(_pack(conn, command), check_health=count == 0)
-                count += 1
             replies: list[Any] = []
-            for _ in range(count):
+            for _ in commands:
                 try:
                     replies.append(conn.read_response())
                 except redis.exceptions.ResponseError as exc:  # the rest must still be read
