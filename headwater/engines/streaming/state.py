@@ -266,24 +266,21 @@ class WindowState:
 
     def updates(self) -> pa.Table:
         """``emit="update"``: the running values of every window the last batch touched."""
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP VIEW __hw_partials AS "
-            f"SELECT * FROM {STATE} WHERE {BATCH} = {self._batch}"
-        )
+        partials = f"(SELECT * FROM {STATE} WHERE {BATCH} = {self._batch})"  # the batch's rows
         keys = " AND ".join(f"s.{q(k)} = t.{q(k)}" for k in self.view.join_keys)
         touched = (
-            f"SELECT s.* FROM {STATE} AS s SEMI JOIN __hw_partials AS t "
+            f"SELECT s.* FROM {STATE} AS s SEMI JOIN {partials} AS t "
             f"ON s.{PARTITION} = t.{PARTITION} AND s.{WINDOW} = t.{WINDOW} AND {keys}"
         )
         if self.agg.lifetime:
             entities = self.agg.merge_sql(
                 f"(SELECT * FROM {STATE} AS s WHERE s.{WINDOW} IS NULL OR EXISTS "
-                f"(SELECT 1 FROM __hw_partials AS t WHERE t.{PARTITION} = s.{PARTITION} "
+                f"(SELECT 1 FROM {partials} AS t WHERE t.{PARTITION} = s.{PARTITION} "
                 f"AND {keys}))"
             )
             folded = self.agg.lifetime_fold_sql(f"({entities})")
             touched_folded = (
-                f"SELECT f.* FROM ({folded}) AS f SEMI JOIN __hw_partials AS t "
+                f"SELECT f.* FROM ({folded}) AS f SEMI JOIN {partials} AS t "
                 f"ON f.{PARTITION} = t.{PARTITION} AND f.{WINDOW} = t.{WINDOW} AND "
                 + keys.replace("s.", "f.")
             )
