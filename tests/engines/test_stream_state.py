@@ -129,15 +129,23 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
+def _state(view: FeatureView, con: duckdb.DuckDBPyConnection | None = None) -> WindowState:
+    return WindowState(
+        con or duckdb.connect(),
+        view,
+        SCHEMA,
+        partition_column="kafka_partition",
+        offset_column="kafka_offset",
+    )
+
+
 def _sorted(table: pa.Table) -> list[dict[str, Any]]:
     return sorted(table.to_pylist(), key=lambda r: (r["user_id"], r["event_timestamp"]))
 
 
 def _stream(view: FeatureView, batches: list[list[dict[str, Any]]]) -> tuple[pa.Table, int]:
     con = duckdb.connect()
-    state = WindowState(
-        con, view, SCHEMA, partition_column="kafka_partition", offset_column="kafka_offset"
-    )
+    state = _state(view, con)
     for p in range(PARTITIONS):
         state.restore(p, None, None)
     max_ts: dict[int, int] = {}
@@ -182,10 +190,7 @@ def test_streaming_state_gives_the_batch_rows(window: str, seed: int, n: int, us
 
 def test_a_window_closes_once_and_late_events_are_reported() -> None:
     view = _view("tumbling")
-    con = duckdb.connect()
-    state = WindowState(
-        con, view, SCHEMA, partition_column="kafka_partition", offset_column="kafka_offset"
-    )
+    state = _state(view)
     state.restore(0, None, None)
     row = {"user_id": 1, "cts": 0, "amount": 1.0, "qty": 1, "page": "a", "kafka_partition": 0}
     state.add(_table([{**row, "ts": 1_000, "kafka_offset": 0}]))
@@ -205,10 +210,7 @@ def test_a_window_closes_once_and_late_events_are_reported() -> None:
 
 def test_hopping_event_is_late_only_when_all_its_windows_closed() -> None:
     view = _view("hopping")  # 30s every 10s
-    con = duckdb.connect()
-    state = WindowState(
-        con, view, SCHEMA, partition_column="kafka_partition", offset_column="kafka_offset"
-    )
+    state = _state(view)
     state.restore(0, None, None)
     row = {"user_id": 1, "cts": 0, "amount": 1.0, "qty": 1, "page": "a", "kafka_partition": 0}
     state.add(_table([{**row, "ts": 25_000, "kafka_offset": 0}]))
@@ -233,10 +235,7 @@ def test_state_survives_a_snapshot_and_restore() -> None:
     rows = _events(rng, 40, 3)
     batches = _batches(rng, rows)
     half = len(batches) // 2
-    con = duckdb.connect()
-    state = WindowState(
-        con, view, SCHEMA, partition_column="kafka_partition", offset_column="kafka_offset"
-    )
+    state = _state(view)
     for p in range(PARTITIONS):
         state.restore(p, None, None)
     out = []
@@ -247,10 +246,7 @@ def test_state_survives_a_snapshot_and_restore() -> None:
         out.append(state.close({p: min(max_ts.values()) - LATENESS for p in max_ts}))
     saved = {p: (state.snapshot(p), state.closed.get(p)) for p in range(PARTITIONS)}
     # A new worker (new connection) takes the partitions over.
-    con2 = duckdb.connect()
-    state2 = WindowState(
-        con2, view, SCHEMA, partition_column="kafka_partition", offset_column="kafka_offset"
-    )
+    state2 = _state(view)
     for p, (blob, closed) in saved.items():
         state2.restore(p, blob, closed)
     for batch in batches[half:]:
@@ -302,13 +298,7 @@ def test_state_saved_in_pieces_restores_to_the_same_rows(
             {"project": "t", "registry": {"type": "sqlite", "path": "registry.db"}}, Path(folder)
         )
         with Registry.open(project) as registry:
-            state = WindowState(
-                duckdb.connect(),
-                view,
-                SCHEMA,
-                partition_column="kafka_partition",
-                offset_column="kafka_offset",
-            )
+            state = _state(view)
             for p in range(PARTITIONS):
                 state.restore(p, None, None)
             saved: dict[int, int | None] = {}
@@ -317,13 +307,7 @@ def test_state_saved_in_pieces_restores_to_the_same_rows(
             for number, batch in enumerate(batches, start=1):
                 if number - 1 == cut:  # a new worker takes over from the last commit
                     found = registry.stream_partitions("v", "t", list(range(PARTITIONS)))
-                    state = WindowState(
-                        duckdb.connect(),
-                        view,
-                        SCHEMA,
-                        partition_column="kafka_partition",
-                        offset_column="kafka_offset",
-                    )
+                    state = _state(view)
                     for p in range(PARTITIONS):
                         got = found.get(p)
                         if got is None:
