@@ -4,7 +4,8 @@ One worker runs one view. It joins the view's consumer group, so several workers
 ``headwater stream --workers N`` or separate processes and pods) share the topic's partitions.
 Each micro-batch goes through the same steps:
 
-1. decode the messages to an Arrow table (bad ones become dead letters);
+1. decode the messages to an Arrow table (bad ones become dead letters), chunk by chunk as
+   they are taken from the consumer;
 2. fold the events into the window state of their partition (late ones become dead letters);
 3. advance the watermark — the minimum over the worker's partitions of the newest event time
    seen, minus the allowed lateness, a partition idle for ``idle_timeout`` not counting — and
@@ -278,7 +279,7 @@ class StreamWorker:
     # ------------------------------------------------------------------ run
     def run(self) -> StreamStats:
         """Consume until stopped (or caught up); return the totals."""
-        from confluent_kafka import Consumer, KafkaError, KafkaException
+        from confluent_kafka import Consumer
 
         from headwater.connectors.kafka import consumer_config, end_offsets
 
@@ -306,24 +307,12 @@ class StreamWorker:
                 )
             started = time.monotonic()
             while not done and not options.stop.is_set():
-                messages = self._next_batch(consumer)
-                good = [m for m in messages if m.error() is None]
-                if len(good) < len(messages):
-                    for message in messages:
-                        error = message.error()
-                        if error is None or error.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        if error.fatal():
-                            raise KafkaException(error)
-                        log.warning(
-                            "kafka error",
-                            extra={"fields": {"view": self.view.name, "error": str(error)}},
-                        )
-                if good:
-                    self._process(consumer, good)
+                batch = self._next_batch(consumer)
+                if batch.count:
+                    self._process(consumer, batch)
                 elif self.owned:
                     self._tick(consumer)
-                del messages, good
+                del batch
                 _collector.batch_done()
                 if options.until_caught_up:
                     waited = time.monotonic() - started
@@ -376,27 +365,72 @@ class StreamWorker:
         )
         return self.stats
 
-    def _next_batch(self, consumer: Any) -> list[Any]:
+    def _next_batch(self, consumer: Any) -> _Batch:
         """The next micro-batch: up to ``max_batch_messages`` messages, gathered for at most
         ``max_batch_wait_s``. Taken from the consumer's queue in chunks, and closed early once
         the queue runs dry after the first message: one large ``consume`` waits for the whole
         count (the queue refills only while the fetcher gets to run), and gathering what is
-        already fetched costs less and keeps latency low."""
+        already fetched costs less and keeps latency low.
+
+        Each chunk is decoded as it is taken and its messages are let go, except those that may
+        still become dead letters when the batch is folded (see :meth:`_suspects`): a
+        micro-batch's hundreds of thousands of message objects are never alive at once (their
+        memory, allocated afresh for every batch, cost more than the decoding)."""
         options = self.options
         wanted = options.max_batch_messages
         chunk = min(_CHUNK, wanted)
         deadline = time.monotonic() + options.max_batch_wait_s
-        batch: list[Any] = consumer.consume(chunk, options.max_batch_wait_s)
-        while len(batch) < wanted:
+        batch = _Batch()
+        taken = self._take_chunk(consumer, chunk, options.max_batch_wait_s, batch)
+        while taken and batch.count < wanted:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            size = min(chunk, wanted - len(batch))
-            more = consumer.consume(size, min(left, _CHUNK_WAIT_S))
-            batch += more
-            if len(more) < size:  # the queue ran dry
-                break
+            size = min(chunk, wanted - batch.count)
+            if self._take_chunk(consumer, size, min(left, _CHUNK_WAIT_S), batch) < size:
+                break  # the queue ran dry
         return batch
+
+    def _take_chunk(self, consumer: Any, size: int, timeout: float, batch: _Batch) -> int:
+        """Consume up to ``size`` messages into ``batch``; return how many were taken."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        messages: list[Any] = consumer.consume(size, timeout)
+        taken = len(messages)
+        good = [m for m in messages if m.error() is None]
+        if len(good) < taken:
+            for message in messages:
+                error = message.error()
+                if error is None or error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal():
+                    raise KafkaException(error)
+                log.warning(
+                    "kafka error", extra={"fields": {"view": self.view.name, "error": str(error)}}
+                )
+        del messages
+        if good:
+            decoded = self.decoder.decode(good)
+            batch.add(decoded, good, self._suspects(decoded, good))
+        return taken
+
+    def _suspects(self, decoded: Decoded, messages: list[Any]) -> list[Any]:
+        """The messages of a decoded chunk that folding may yet turn into dead letters (late,
+        or without a join key): all of them when some row is keyless or may be late, when
+        transforms may change keys and times, or before the window state exists; none
+        otherwise (the common case: no event older than what has closed)."""
+        table = decoded.table
+        if not table.num_rows:
+            return []
+        if self.view.transforms or (self.view.kind == "aggregation" and self.state is None):
+            return messages
+        if any(
+            k not in table.column_names or table.column(k).null_count for k in self.view.join_keys
+        ):
+            return messages
+        if self.state is not None and self.state.may_be_late(table):
+            return messages
+        return []
 
     def _details(self) -> dict[str, Any]:
         s = self.stats
@@ -452,15 +486,16 @@ class StreamWorker:
         )
 
     # ------------------------------------------------------------------ batches
-    def _process(self, consumer: Any, messages: list[Any]) -> None:
+    def _process(self, consumer: Any, batch: _Batch) -> None:
         started = time.perf_counter()
-        decoded = self.decoder.decode(messages)
+        decoded = batch.decoded()
+        messages = batch.kept
         if self.decoder.schema is not None and self.state is None:
             self._save_schema(self.decoder.schema)
             self._ensure_state(self.decoder.schema)
         dead: list[DeadLetter] = list(decoded.dead)
         now = time.monotonic()
-        for partition, offset in _last_offsets(decoded, messages).items():
+        for partition, offset in batch.last_offsets(decoded).items():
             part = self.owned.get(partition)
             if part is not None:
                 part.next_offset = offset + 1
@@ -471,7 +506,7 @@ class StreamWorker:
             if gate is not None and table.num_rows:
                 table = self._checked_source(gate, table)
             table = self.transforms.apply(table)  # the view's row-level cleaning steps
-            self._fold(consumer, messages, table, dead, now, gate)
+            self._fold(consumer, messages, batch.count, table, dead, now, gate)
             if gate is not None:
                 gate.commit()  # quarantined rows, before the offsets move past them
                 self._count_quality(gate)
@@ -480,7 +515,7 @@ class StreamWorker:
                 gate.release()
         self._commit(consumer)
         name = self.view.name
-        metrics.MESSAGES.labels(name).inc(len(messages))
+        metrics.MESSAGES.labels(name).inc(batch.count)
         metrics.EVENTS.labels(name).inc(decoded.table.num_rows)
         metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
 
@@ -488,12 +523,14 @@ class StreamWorker:
         self,
         consumer: Any,
         messages: list[Any],
+        count: int,
         table: pa.Table,
         dead: list[DeadLetter],
         now: float,
         gate: QualityGate | None,
     ) -> None:
-        """Fold the checked events into the state, close windows, write the effects."""
+        """Fold the checked events into the state, close windows, write the effects
+        (``messages``: those of the batch's ``count`` that may become dead letters)."""
         out: list[pa.Table] = []
         if self.view.kind == "aggregation" and self.state is not None:
             result = self.state.add(table)
@@ -513,7 +550,7 @@ class StreamWorker:
             rows, keyless = self._project(table)
             out.append(rows)
             dead += self._letters(messages, keyless, "schema", self._keyless_reason)
-        self.stats.messages += len(messages)
+        self.stats.messages += count
         self.stats.events += table.num_rows
         rows = self._combine(out)
         if rows is not None and gate is not None and self.view.checks:
@@ -849,6 +886,43 @@ def _reads_message_time(view: FeatureView) -> bool:
     named.update(view.join_keys)
     named.update(a.column for a in view.aggregations)
     return KAFKA_TIMESTAMP in named
+
+
+class _Batch:
+    """A micro-batch as it is gathered: the decoded chunks, the messages kept for dead
+    letters and how many messages it holds."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.kept: list[Any] = []
+        self._chunks: list[Decoded] = []
+        self._undecoded: dict[int, int] = {}  # last offsets of chunks without rows' columns
+
+    def add(self, decoded: Decoded, messages: list[Any], kept: list[Any]) -> None:
+        self.count += len(messages)
+        self.kept += kept
+        self._chunks.append(decoded)
+        if KAFKA_PARTITION not in decoded.table.column_names:
+            self._undecoded.update(_last_offsets(decoded, messages))
+
+    def decoded(self) -> Decoded:
+        """The chunks as one decoded batch (rows and dead letters in message order)."""
+        import pyarrow as pa
+
+        from headwater.connectors.kafka_decode import Decoded
+
+        dead = [letter for chunk in self._chunks for letter in chunk.dead]
+        tables = [c.table for c in self._chunks if c.table.num_columns]
+        if not tables:
+            return Decoded(pa.table({}), dead)
+        return Decoded(tables[0] if len(tables) == 1 else pa.concat_tables(tables), dead)
+
+    def last_offsets(self, decoded: Decoded) -> dict[int, int]:
+        """The last offset of each partition in the batch (``decoded``: :meth:`decoded`)."""
+        last = dict(self._undecoded)
+        for partition, offset in _last_offsets(decoded, []).items():
+            last[partition] = max(last.get(partition, offset), offset)
+        return last
 
 
 def _last_offsets(decoded: Decoded, messages: list[Any]) -> dict[int, int]:

@@ -229,6 +229,65 @@ def test_hopping_event_is_late_only_when_all_its_windows_closed() -> None:
     assert state.add(_table([{**row, "ts": 29_999, "kafka_offset": 2}])).late == [(0, 2)]
 
 
+def _late_run(window: str, unit: str, seed: int, n: int) -> int:
+    """Stream events disordered far beyond the lateness, with event times in ``unit``,
+    checking that every batch in which :meth:`WindowState.add` finds late events was known to
+    hold them beforehand (:meth:`WindowState.may_be_late`); return how many were late."""
+    rng = random.Random(seed)
+    schema = SCHEMA.set(SCHEMA.get_field_index("ts"), pa.field("ts", pa.timestamp(unit, "UTC")))
+    state = WindowState(
+        duckdb.connect(),
+        _view(window),
+        schema,
+        partition_column="kafka_partition",
+        offset_column="kafka_offset",
+    )
+    for p in range(PARTITIONS):
+        state.restore(p, None, None)
+    rows = _events(rng, n, 2)
+    for row in rows:
+        row["ts"] -= rng.choice([0, 0, 15_000, 40_000])
+    late = 0
+    max_ts: dict[int, int] = {}
+    for batch in _batches(rng, rows):
+        in_unit = [
+            {
+                **r,
+                "ts": r["ts"] // 1000
+                if unit == "s"
+                else r["ts"] * {"ms": 1, "us": 10**3, "ns": 10**6}[unit],
+            }
+            for r in batch
+        ]
+        table = pa.Table.from_pylist(in_unit, schema=schema)
+        warned = state.may_be_late(table)
+        result = state.add(table)
+        assert warned or not result.late
+        late += len(result.late)
+        for p, ts in result.max_ts.items():
+            max_ts[p] = max(max_ts.get(p, ts), ts)
+        if max_ts:
+            state.close({p: min(max_ts.values()) - LATENESS for p in max_ts})
+    return late
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32), n=st.integers(1, 40))
+def test_a_batch_with_late_events_is_known_to_hold_them_beforehand(
+    window: str, unit: str, seed: int, n: int
+) -> None:
+    """The worker lets go of a chunk's messages unless ``may_be_late`` says the chunk may hold
+    late events: a late event in a chunk it let go would lose its dead letter."""
+    _late_run(window, unit, seed, n)
+
+
+@pytest.mark.parametrize("window", list(WINDOWS))
+def test_the_late_event_runs_do_hold_late_events(window: str) -> None:
+    assert sum(_late_run(window, "ms", seed, 30) for seed in range(4)) > 0
+
+
 def test_state_survives_a_snapshot_and_restore() -> None:
     view = _view("lifetime")
     rng = random.Random(7)

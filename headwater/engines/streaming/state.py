@@ -215,6 +215,16 @@ class WindowState:
             con.unregister("__hw_batch")
         return result
 
+    def may_be_late(self, batch: pa.Table) -> bool:
+        """Whether some event of a decoded ``batch`` may be late (:meth:`add` would report it):
+        a cheap, conservative test — the last window of the oldest event ends after every
+        partition's closed-through time, or the event times are not read here."""
+        closed = [c for c in self.closed.values() if c is not None]
+        if not closed or not batch.num_rows:
+            return False
+        oldest = _oldest_ms(batch, self.view.source.timestamp_field)
+        return oldest is None or self.agg.last_window_end(oldest) <= max(closed)
+
     def _late(self, events: str) -> list[tuple[int, int]]:
         """(partition, offset) of the events whose every window has closed."""
         late = f"c.__closed IS NOT NULL AND {self.agg.last_window_end_sql()} <= c.__closed"
@@ -338,3 +348,27 @@ class WindowState:
             }
         )
         self.con.register(CLOSED, table)
+
+
+def _oldest_ms(table: pa.Table, field: str) -> int | None:
+    """The oldest event time in ``table`` in epoch ms, floored as the engine floors it
+    (``None``: no time, or text, which is not read here)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if field not in table.column_names:
+        return None
+    column = table.column(field)
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        scalar = pc.min(column)
+        if not scalar.is_valid:
+            return None
+        multiply, divide = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 10**6)}[
+            kind.unit
+        ]
+        return int(scalar.value) * multiply // divide
+    if pa.types.is_integer(kind):
+        value = pc.min(column).as_py()
+        return None if value is None else int(value)
+    return None
