@@ -17,6 +17,11 @@ Each micro-batch goes through the same steps:
 Step 4 is idempotent (same keys, same values) and step 5 is atomic and fenced by the offset it
 expects, so a worker killed at any point and restarted — or replaced by another after a
 rebalance — replays from the last commit and ends in exactly the state of an uninterrupted run.
+
+The writes of step 4 run in threads while the next micro-batch is gathered and decoded (mostly
+waits on the stores' servers, and on another core when there is one); step 5 comes once they
+finished, before the next batch touches the window state — and before a rebalance, a stop, or
+declaring the topic caught up.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -234,7 +239,9 @@ class StreamWorker:
         self._end_offsets: dict[int, int] = {}
         self.dead: DeadLetterSink = self._dead_letter_sink()
         self._checked = bool(getattr(source, "checks", ()) or view.checks)
-        self._writer: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}  # a writing thread per store
+        self._writes: list[Future[Any]] = []  # the last micro-batch's writes
+        self._unsettled = False  # the last micro-batch is not committed yet
         if self.decoder.schema is not None:
             self._ensure_state(self.decoder.schema)
 
@@ -322,8 +329,10 @@ class StreamWorker:
                     if (self._assigned_once or waited > _IDLE_MEMBER_S) and self._caught_up(
                         consumer
                     ):
-                        done = True
-                        break
+                        self._settle(consumer)  # then ask again: the commit may be refused
+                        if self._caught_up(consumer):
+                            done = True
+                            break
                     if not self._assigned_once and waited > _ASSIGN_TIMEOUT_S:
                         raise HeadwaterError(
                             f"view {self.view.name!r}: no partition of topic "
@@ -331,6 +340,7 @@ class StreamWorker:
                             fix="check that the broker is reachable and the consumer group is "
                             "not held by other workers",
                         )
+            self._settle(consumer)
             if done:
                 # Everything up to the end offsets seen at start is written and committed.
                 log.info(
@@ -352,9 +362,9 @@ class StreamWorker:
             raise
         finally:
             _collector.stop()
-            if self._writer is not None:
-                self._writer.shutdown()
-                self._writer = None
+            for pool in self._pools.values():
+                pool.shutdown()  # after a failure: the unfinished writes end first
+            self._pools.clear()
         consumer.close()
         self.registry.finish_run(
             self.stats.run_id,
@@ -457,6 +467,7 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ rebalances
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        self._settle(consumer)
         numbers = [tp.partition for tp in partitions]
         saved = self.registry.stream_partitions(self.view.name, self.source.topic, numbers)
         now = time.monotonic()
@@ -471,6 +482,7 @@ class StreamWorker:
         )
 
     def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        self._settle(consumer)  # what was read of them is committed before they go
         for tp in partitions:
             self.owned.pop(tp.partition, None)
             self._pending_restore.pop(tp.partition, None)
@@ -487,6 +499,7 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ batches
     def _process(self, consumer: Any, batch: _Batch) -> None:
+        self._settle(consumer)  # the previous batch's writes and commit
         started = time.perf_counter()
         decoded = batch.decoded()
         messages = batch.kept
@@ -513,7 +526,7 @@ class StreamWorker:
         finally:
             if gate is not None:
                 gate.release()
-        self._commit(consumer)
+        self._unsettled = True  # committed by _settle, once the writes finished
         name = self.view.name
         metrics.MESSAGES.labels(name).inc(batch.count)
         metrics.EVENTS.labels(name).inc(decoded.table.num_rows)
@@ -605,6 +618,7 @@ class StreamWorker:
     def _tick(self, consumer: Any) -> None:
         """No message arrived: idle partitions, or partitions just taken over with their saved
         state, may now let windows close."""
+        self._settle(consumer)
         if self.view.kind != "aggregation" or self.state is None:
             return
         before = dict(self.state.closed)
@@ -613,7 +627,8 @@ class StreamWorker:
             for partition in self.owned:
                 self.owned[partition].dirty = True
             self._write(out, [])
-            self._commit(consumer)
+            self._unsettled = True
+        self._settle(consumer)
 
     def _watermark(self, now: float) -> int | None:
         """Min over the partitions that delivered events and are not idle of their newest
@@ -692,18 +707,15 @@ class StreamWorker:
 
     # ------------------------------------------------------------------ effects
     def _write(self, rows: pa.Table | None, dead: list[DeadLetter]) -> None:
+        """Start writing ``rows`` to the online and offline stores (each in its thread: see
+        :meth:`_settle`) and write the dead letters."""
         if rows is not None and rows.num_rows:
-            # The online write (mostly a wait on its server) runs beside the offline merge;
-            # both finish before anything is committed.
-            online = None
             if self.online is not None:
-                online = self._online_writer().submit(self.online.write, self.view, rows)
-            try:
-                if self.view.offline:
-                    self._write_offline(rows)
-            finally:
-                if online is not None:
-                    online.result()
+                self._writes.append(
+                    self._thread("online").submit(self.online.write, self.view, rows)
+                )
+            if self.view.offline:
+                self._writes.append(self._thread("offline").submit(self._write_offline, rows))
             self.stats.rows_out += rows.num_rows
             metrics.ROWS_OUT.labels(self.view.name).inc(rows.num_rows)
         if dead:
@@ -717,10 +729,32 @@ class StreamWorker:
                 if letter.check == "late":
                     metrics.LATE.labels(self.view.name).inc()
 
-    def _online_writer(self) -> ThreadPoolExecutor:
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix=f"online-{self.view.name}")
-        return self._writer
+    def _settle(self, consumer: Any) -> None:
+        """Wait for the writes of the last micro-batch, then commit it. Called before anything
+        touches the window state or the partitions again, so a commit always follows the
+        writes of what it commits."""
+        writes, self._writes = self._writes, []
+        failure: BaseException | None = None
+        for write in writes:  # every one finishes, even after another failed
+            try:
+                write.result()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            self._unsettled = False  # nothing of the batch is committed: it is read again
+            raise failure
+        if self._unsettled:
+            self._unsettled = False
+            self._commit(consumer)
+
+    def _thread(self, store: str) -> ThreadPoolExecutor:
+        """The thread writing to the ``online`` or ``offline`` store (one each: a store's
+        writes stay in order)."""
+        if store not in self._pools:
+            self._pools[store] = ThreadPoolExecutor(
+                1, thread_name_prefix=f"{store}-{self.view.name}"
+            )
+        return self._pools[store]
 
     def _write_offline(self, rows: pa.Table) -> None:
         """Merge ``rows`` into the offline table, retrying when another worker's commit to the
