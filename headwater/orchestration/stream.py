@@ -785,9 +785,14 @@ class StreamWorker:
         from headwater.engines.streaming.state import Checkpoint
 
         updates: list[tuple[int | None, StreamPartition]] = []
-        for partition, part in self.owned.items():
-            if not part.dirty or part.next_offset is None:
-                continue
+        dirty: dict[int, int] = {
+            p: part.next_offset
+            for p, part in self.owned.items()
+            if part.dirty and part.next_offset is not None
+        }
+        points = self.state.checkpoints(list(dirty)) if self.state else {}
+        for partition, next_offset in dirty.items():
+            part = self.owned[partition]
             closed = self.state.closed.get(partition) if self.state else None
             meta = {
                 "max_ts": part.max_ts,
@@ -795,10 +800,10 @@ class StreamWorker:
                 "fingerprint": getattr(self, "_fingerprint", None),
                 "run_id": self.stats.run_id,  # which worker committed it last
             }
-            point = self.state.checkpoint(partition) if self.state else Checkpoint(None)
+            point = points.get(partition, Checkpoint(None))
             saved = StreamPartition(
                 partition,
-                part.next_offset,
+                next_offset,
                 meta,
                 point.state,
                 piece=point.piece,

@@ -262,10 +262,6 @@ class StreamAggregation:
             f"{self.final_columns(counted)} FROM {rows}"
         )
 
-    def window_end_sql(self) -> str:
-        """The end of a state row's window (for lifetime views: just after its event time)."""
-        return f"({WINDOW} + 1)" if self.lifetime else f"({WINDOW} + {self.size})"
-
     def closing_predicate(self) -> str:
         """Rows of the state (joined with ``(__p, __closed)`` as ``c``) whose window closed."""
         if self.lifetime:

@@ -131,20 +131,40 @@ class WindowState:
         return self._ipc(f"{PARTITION} = {int(partition)}")
 
     def checkpoint(self, partition: int) -> Checkpoint:
-        """What to save of ``partition`` now: the rows appended since its last save (the
-        windows they belong to are still open), or a whole snapshot after a merge of the state
-        and for lifetime views (whose emitted base rows change in place). Call :meth:`saved`
-        once it is committed."""
-        if self.agg.lifetime or partition in self._whole:
-            return Checkpoint(self.snapshot(partition))
-        since = self._saved_batch.get(partition, 0)
-        where = f"{PARTITION} = {int(partition)} AND {BATCH} > {since}"
-        rows, end = self.con.sql(
-            f"SELECT count(*), max({self.agg.window_end_sql()}) FROM {STATE} WHERE {where}"
-        ).fetchall()[0]
-        if not rows:  # nothing new: the saved base and pieces stand
-            return Checkpoint(None, b"", None)
-        return Checkpoint(None, self._ipc(where), int(end))
+        """What to save of ``partition`` now: see :meth:`checkpoints`."""
+        return self.checkpoints([partition])[partition]
+
+    def checkpoints(self, partitions: list[int]) -> dict[int, Checkpoint]:
+        """What to save of each of ``partitions`` now: the rows appended since its last save
+        (the windows they belong to are still open), or a whole snapshot after a merge of the
+        state and for lifetime views (whose emitted base rows change in place). One read of the
+        state serves every partition. Call :meth:`saved` once they are committed."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        points: dict[int, Checkpoint] = {}
+        appended: list[str] = []
+        for partition in partitions:
+            if self.agg.lifetime or partition in self._whole:
+                points[partition] = Checkpoint(self.snapshot(partition))
+            else:
+                since = self._saved_batch.get(partition, 0)
+                appended.append(f"({PARTITION} = {int(partition)} AND {BATCH} > {since})")
+        if not appended:
+            return points
+        rows = self.con.sql(
+            f"SELECT * EXCLUDE ({BATCH}) FROM {STATE} WHERE {' OR '.join(appended)}"
+        ).to_arrow_table()
+        for partition in partitions:
+            if partition in points:
+                continue
+            mine = rows.filter(pc.equal(rows.column(PARTITION), pa.scalar(partition, pa.int32())))
+            if not mine.num_rows:  # nothing new: the saved base and pieces stand
+                points[partition] = Checkpoint(None, b"", None)
+                continue
+            end = pc.max(mine.column(WINDOW)).as_py() + self.agg.size
+            points[partition] = Checkpoint(None, _ipc_bytes(mine), int(end))
+        return points
 
     def saved(self, partitions: list[int]) -> None:
         """The checkpoints of ``partitions`` were committed."""
@@ -153,15 +173,10 @@ class WindowState:
             self._whole.discard(partition)
 
     def _ipc(self, where: str) -> bytes:
-        import pyarrow as pa
-
         table = self.con.sql(
             f"SELECT * EXCLUDE ({BATCH}) FROM {STATE} WHERE {where}"
         ).to_arrow_table()
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        return bytes(sink.getvalue().to_pybytes())
+        return _ipc_bytes(table)
 
     def rows(self, partition: int | None = None) -> int:
         where = "" if partition is None else f" WHERE {PARTITION} = {int(partition)}"
@@ -372,3 +387,13 @@ def _oldest_ms(table: pa.Table, field: str) -> int | None:
         value = pc.min(column).as_py()
         return None if value is None else int(value)
     return None
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    """``table`` as an Arrow IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
