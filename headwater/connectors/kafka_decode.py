@@ -188,14 +188,36 @@ class Decoder:
     def decode(self, messages: Sequence[Any]) -> Decoded:
         """Decode ``messages`` (``confluent_kafka.Message`` without an error: the consumer's
         errors are the caller's to handle)."""
+
+        # The hot path: one C call per message and field, mapped over the messages (their
+        # methods, taken once from their type); the checks on sizes and missing values are
+        # vectorised and loop in Python only over the bad ones.
+        kept = list(messages)
+        if not kept:
+            return self._decode_kept(kept, [], None)
+        kind = type(kept[0])
+        values: list[bytes] = list(map(kind.value, kept))
+        joined = _joined(values)
+        limit = self.source.max_message_bytes
+        # The joined length bounds every value's: only when it is over the limit (or a value
+        # is missing) are the values looked at one by one.
+        fits = joined is not None and len(joined) - len(values) + 1 <= limit
+        return self._decode_kept(kept, values, joined if fits else None, checked=fits)
+
+    def _decode_kept(
+        self,
+        kept: list[Any],
+        values: list[bytes],
+        joined: bytes | None,
+        *,
+        checked: bool = False,
+    ) -> Decoded:
+        """:meth:`decode` once the values are read (``joined``: them, one per line, when known;
+        ``checked``: none is missing or over the size limit)."""
         import pyarrow as pa
 
-        # The hot path: one C call per message and field, in comprehensions; the checks on
-        # sizes and missing values are vectorised and loop in Python only over the bad ones.
-        kept = list(messages)
-        values: list[bytes] = [m.value() for m in kept]
         dead: list[tuple[int, DeadLetter]] = []
-        bad = self._unreadable(values)
+        bad = {} if checked else self._unreadable(values)
         positions: list[int] | range = range(len(kept))
         if bad:
             for index, (check, reason) in sorted(bad.items()):
@@ -203,13 +225,15 @@ class Decoder:
             positions = [i for i in range(len(kept)) if i not in bad]
             kept = [kept[i] for i in positions]
             values = [values[i] for i in positions]
-        keys = [m.key() for m in kept] if self.source.key_field else []
-        partitions = [m.partition() for m in kept]
-        offsets = [m.offset() for m in kept]
+            joined = None
+        kind = type(kept[0]) if kept else None
+        keys = list(map(kind.key, kept)) if kind and self.source.key_field else []
+        partitions = list(map(kind.partition, kept)) if kind else []
+        offsets = list(map(kind.offset, kept)) if kind else []
         # -1 when a message has none; not read at all when nothing downstream uses the column.
         stamps = [m.timestamp()[1] for m in kept] if self.message_time else None
 
-        payload, problems = self._decode_payload(values)
+        payload, problems = self._decode_payload(values, joined)
         for index, (check, reason) in problems.items():
             dead.append((positions[index], DeadLetter.of(kept[index], check, reason)))
         if self._schema is None or payload is None:
@@ -266,9 +290,11 @@ class Decoder:
                 )
         return found
 
-    def _decode_payload(self, values: list[bytes]) -> tuple[pa.Table | None, dict[int, Problem]]:
+    def _decode_payload(
+        self, values: list[bytes], joined: bytes | None = None
+    ) -> tuple[pa.Table | None, dict[int, Problem]]:
         """The payload table of the good values (in order) and the problems of the others, by
-        index into ``values``."""
+        index into ``values`` (``joined``: the values one per line, when already made)."""
         import pyarrow as pa
 
         if self.source.format == "raw":
@@ -287,12 +313,14 @@ class Decoder:
             self._infer(values)
             if self._read is None:
                 return None, {i: p for i, v in enumerate(values) if (p := _syntax(v))}
-        return self._json(values)
+        return self._json(values, joined)
 
     # ------------------------------------------------------------------ JSON
-    def _json(self, values: list[bytes]) -> tuple[pa.Table, dict[int, Problem]]:
+    def _json(
+        self, values: list[bytes], joined: bytes | None = None
+    ) -> tuple[pa.Table, dict[int, Problem]]:
         assert self._read is not None
-        table, _ = _bulk(values, self._read, self._block_size())
+        table, _ = _bulk(values, self._read, self._block_size(), joined)
         if table is None and self._read_alt is not None:
             table, _ = _bulk(values, self._read_alt, self._block_size())
             if table is not None:  # epoch milliseconds (or ISO text) from now on
@@ -528,17 +556,26 @@ def _syntax(value: bytes) -> Problem | None:
     return _parse_one(value)[1]
 
 
+def _joined(values: list[bytes]) -> bytes | None:
+    """The values one per line (``None`` when one is missing)."""
+    try:
+        return b"\n".join(values)
+    except TypeError:
+        return None
+
+
 def _bulk(
-    values: list[bytes], schema: pa.Schema | None, block_size: int
+    values: list[bytes], schema: pa.Schema | None, block_size: int, joined: bytes | None = None
 ) -> tuple[pa.Table | None, str]:
-    """Parse ``values`` (one JSON object each) at once; ``(None, error)`` when Arrow refuses
-    them or they do not hold exactly one object each."""
+    """Parse ``values`` (one JSON object each; ``joined``: them one per line, when already
+    made) at once; ``(None, error)`` when Arrow refuses them or they do not hold exactly one
+    object each."""
     import pyarrow as pa
     import pyarrow.json as pj
 
     if not values:
         return (schema.empty_table() if schema is not None else None), ""
-    data = b"\n".join(values)
+    data = b"\n".join(values) if joined is None else joined
     if data.count(b"\n") != len(values) - 1 or b"\r" in data:
         # Pretty-printed messages: outside strings a line break is only white space.
         data = b"\n".join(v.replace(b"\r", b" ").replace(b"\n", b" ") for v in values)
