@@ -1,13 +1,15 @@
 """Helpers shared by the benchmarks: child processes with peak RSS, formatting, Markdown, facts.
 
-Every contender runs in a child process of its own, so the peak resident set size that
-``os.wait4`` reports for that child is the contender's alone (``getrusage(RUSAGE_CHILDREN)``
-would give the largest child seen so far, not the one that just ended).
+Every contender runs in a child process of its own, started through ``_launch.py``, which
+reports the resource use ``os.wait4`` gives for that child alone (``getrusage(RUSAGE_CHILDREN)``
+would give the largest child seen so far, and a child forked straight from this process would
+carry this process's own peak RSS: Linux keeps it across ``exec``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import platform
 import re
@@ -27,6 +29,7 @@ ROOT = BENCH_DIR.parent
 WORK_DIR = BENCH_DIR / ".work"
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 PEERS_REQUIREMENTS = BENCH_DIR / "peers-requirements.txt"
+LAUNCHER = BENCH_DIR / "_launch.py"
 
 
 # ---------------------------------------------------------------- child processes
@@ -52,14 +55,16 @@ def run_child(
     cwd: Path | None = None,
     timeout_s: float | None = None,
 ) -> ChildResult:
-    """Run ``cmd`` to completion; measure its wall time and peak RSS (``ru_maxrss``)."""
+    """Run ``cmd`` to completion; measure its wall time, CPU and peak RSS (``ru_maxrss``)."""
     with (
         tempfile.TemporaryFile("w+") as out,
         tempfile.TemporaryFile("w+") as err,
+        tempfile.TemporaryDirectory() as scratch,
     ):
+        report = Path(scratch) / "usage.json"
         started = time.perf_counter()
         proc = subprocess.Popen(
-            cmd,
+            [sys.executable, "-S", str(LAUNCHER), str(report), "--", *cmd],
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
@@ -86,11 +91,14 @@ def run_child(
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
+        own = json.loads(report.read_text()) if report.exists() else None
+        if own is None:  # killed before it could report: the launcher's own figures
+            own = {"maxrss_kib": usage.ru_maxrss, "utime": usage.ru_utime, "stime": usage.ru_stime}
         return ChildResult(
             returncode=proc.returncode,
             wall_s=wall,
-            peak_rss=int(usage.ru_maxrss) * 1024,  # Linux reports KiB
-            cpu_s=usage.ru_utime + usage.ru_stime,
+            peak_rss=int(own["maxrss_kib"]) * 1024,  # Linux reports KiB
+            cpu_s=float(own["utime"]) + float(own["stime"]),
             stdout=out.read(),
             stderr=err.read(),
             timed_out=timed_out.is_set(),
