@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -377,21 +378,31 @@ def test_sqlite_is_the_default_and_is_thread_safe(tmp_path: Path) -> None:
     assert errors == []
 
 
+@contextmanager
+def _redis(
+    tmp_path: Path, redis_url: str, prefix: str, **config: Any
+) -> Iterator[tuple[RedisOnlineStore, Any]]:
+    """A Redis online store opened from a project's configuration, and a plain client of the
+    same server; both closed after."""
+    import redis
+
+    project = ProjectConfig(project="shop", root=tmp_path)
+    settings = RedisConfig(url=SecretStr(redis_url), key_prefix=prefix, **config)
+    store = open_online_store(project.model_copy(update={"online_store": settings}))
+    assert isinstance(store, RedisOnlineStore)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield store, client
+    finally:
+        client.close()
+        store.close()
+
+
 @pytest.mark.redis
 def test_redis_ttl_sets_expiry_and_skips_expired_rows(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    import redis
-
-    project = ProjectConfig(project="shop", root=tmp_path)
-    store = open_online_store(
-        project.model_copy(
-            update={"online_store": RedisConfig(url=SecretStr(redis_url), key_prefix=redis_prefix)}
-        )
-    )
-    assert isinstance(store, RedisOnlineStore)
-    client = redis.Redis.from_url(redis_url)
-    try:
+    with _redis(tmp_path, redis_url, redis_prefix) as (store, client):
         view = make_view(ttl=timedelta(days=1))
         now = datetime.now(UTC).replace(microsecond=0)
         fresh = now - timedelta(hours=1)
@@ -406,23 +417,13 @@ def test_redis_ttl_sets_expiry_and_skips_expired_rows(
         forever = make_view("forever")
         store.write(forever, rows([1], [fresh], ["x"]))
         assert client.pttl(f"{redis_prefix}forever:[1]") == -1
-    finally:
-        client.close()
-        store.close()
 
 
 @pytest.mark.redis
 def test_redis_error_reply_is_raised_after_every_reply_and_the_store_stays_usable(
     tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:
-    import redis
-
-    project = ProjectConfig(project="shop", root=tmp_path)
-    store = RedisOnlineStore(
-        RedisConfig(url=SecretStr(redis_url), key_prefix=redis_prefix, batch_size=100), project
-    )
-    client = redis.Redis.from_url(redis_url)
-    try:
+    with _redis(tmp_path, redis_url, redis_prefix, batch_size=100) as (store, client):
         view = make_view()
         n = 1_000  # four script calls; the second one meets a key of the wrong type
         client.set(f"{redis_prefix}v:[300]", "not a hash")
@@ -435,10 +436,6 @@ def test_redis_error_reply_is_raised_after_every_reply_and_the_store_stays_usabl
         # Every reply of the failed write was read: the next replies are this write's own.
         assert store.write(view, rows([300, 1], [T0, T0 + timedelta(days=1)], [-1, -2])) == 2
         assert [value(store, view, k) for k in (300, 1, 2)] == [-1, -2, 2]
-    finally:
-        store.delete_view("v")
-        client.close()
-        store.close()
 
 
 @pytest.mark.redis
