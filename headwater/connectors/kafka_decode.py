@@ -188,36 +188,20 @@ class Decoder:
     def decode(self, messages: Sequence[Any]) -> Decoded:
         """Decode ``messages`` (``confluent_kafka.Message`` without an error: the consumer's
         errors are the caller's to handle)."""
+        import pyarrow as pa
 
         # The hot path: one C call per message and field, mapped over the messages (their
         # methods, taken once from their type); the checks on sizes and missing values are
         # vectorised and loop in Python only over the bad ones.
         kept = list(messages)
-        if not kept:
-            return self._decode_kept(kept, [], None)
-        kind = type(kept[0])
-        values: list[bytes] = list(map(kind.value, kept))
-        joined = _joined(values)
-        limit = self.source.max_message_bytes
+        kind = type(kept[0]) if kept else None
+        values: list[bytes] = list(map(kind.value, kept)) if kind else []
+        joined = _joined(values) if values else None
         # The joined length bounds every value's: only when it is over the limit (or a value
         # is missing) are the values looked at one by one.
-        fits = joined is not None and len(joined) - len(values) + 1 <= limit
-        return self._decode_kept(kept, values, joined if fits else None, checked=fits)
-
-    def _decode_kept(
-        self,
-        kept: list[Any],
-        values: list[bytes],
-        joined: bytes | None,
-        *,
-        checked: bool = False,
-    ) -> Decoded:
-        """:meth:`decode` once the values are read (``joined``: them, one per line, when known;
-        ``checked``: none is missing or over the size limit)."""
-        import pyarrow as pa
-
+        fits = joined is not None and len(joined) - len(values) + 1 <= self.source.max_message_bytes
         dead: list[tuple[int, DeadLetter]] = []
-        bad = {} if checked else self._unreadable(values)
+        bad = {} if fits else self._unreadable(values)
         positions: list[int] | range = range(len(kept))
         if bad:
             for index, (check, reason) in sorted(bad.items()):
@@ -225,8 +209,7 @@ class Decoder:
             positions = [i for i in range(len(kept)) if i not in bad]
             kept = [kept[i] for i in positions]
             values = [values[i] for i in positions]
-            joined = None
-        kind = type(kept[0]) if kept else None
+            joined = None  # the values changed
         keys = list(map(kind.key, kept)) if kind and self.source.key_field else []
         partitions = list(map(kind.partition, kept)) if kind else []
         offsets = list(map(kind.offset, kept)) if kind else []
