@@ -129,11 +129,13 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
-def _state(view: FeatureView, con: duckdb.DuckDBPyConnection | None = None) -> WindowState:
+def _state(
+    view: FeatureView, con: duckdb.DuckDBPyConnection | None = None, schema: pa.Schema = SCHEMA
+) -> WindowState:
     return WindowState(
         con or duckdb.connect(),
         view,
-        SCHEMA,
+        schema,
         partition_column="kafka_partition",
         offset_column="kafka_offset",
     )
@@ -235,13 +237,7 @@ def _late_run(window: str, unit: str, seed: int, n: int) -> int:
     hold them beforehand (:meth:`WindowState.may_be_late`); return how many were late."""
     rng = random.Random(seed)
     schema = SCHEMA.set(SCHEMA.get_field_index("ts"), pa.field("ts", pa.timestamp(unit, "UTC")))
-    state = WindowState(
-        duckdb.connect(),
-        _view(window),
-        schema,
-        partition_column="kafka_partition",
-        offset_column="kafka_offset",
-    )
+    state = _state(_view(window), schema=schema)
     for p in range(PARTITIONS):
         state.restore(p, None, None)
     rows = _events(rng, n, 2)
