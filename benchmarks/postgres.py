@@ -561,7 +561,7 @@ def _main(args: argparse.Namespace) -> int:
     peers = any(BY_NAME[n].runs_in == "peers" for n in args.names)
     peers_python = ensure_peers_venv() if peers else None
 
-    import headwater.connectors.postgres as reader
+    import headwater.connectors.postgres.reader as reader
 
     facts = machine_facts()
     facts["PostgreSQL"] = server_version(args)

@@ -103,9 +103,9 @@ def unpooled() -> Any:
     """Every read opens its own psycopg and ADBC connections and closes them (no pool)."""
     import psycopg
 
-    import headwater.connectors.postgres as postgres
-    from headwater.connectors import pg_pool
-    from headwater.connectors.pg_session import session_conninfo
+    import headwater.connectors.postgres.reader as postgres
+    from headwater.connectors.postgres import pool as pg_pool
+    from headwater.connectors.postgres.session import session_conninfo
 
     @contextmanager
     def direct(config: Any, *, what: str) -> Any:

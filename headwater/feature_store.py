@@ -427,7 +427,7 @@ class FeatureStore:
             if name in self.__dict__:
                 self.__dict__[name].close()
         if any(c.type == "postgres" for c in self.config.connections.values()):
-            from headwater.connectors.pg_pool import close_pools
+            from headwater.connectors.postgres.pool import close_pools
 
             close_pools(self.config)
 

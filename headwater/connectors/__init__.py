@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater.stores.plugins import load_plugin
+from headwater.plugins import load_plugin
 
 if TYPE_CHECKING:
     from headwater.config import ProjectConfig
@@ -13,9 +13,9 @@ if TYPE_CHECKING:
 
 CONNECTORS: dict[str, str] = {
     "file": "headwater.connectors.files:FileConnector",
-    "kafka": "headwater.connectors.kafka:KafkaConnector",
-    "postgres": "headwater.connectors.postgres:PostgresConnector",
-    "redshift": "headwater.connectors.redshift:RedshiftConnector",
+    "kafka": "headwater.connectors.kafka.source:KafkaConnector",
+    "postgres": "headwater.connectors.postgres.reader:PostgresConnector",
+    "redshift": "headwater.connectors.redshift.source:RedshiftConnector",
     "sqlite": "headwater.connectors.sqlite:SqliteConnector",
 }
 

@@ -6,8 +6,8 @@ import glob
 import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.definitions.naming import sql_literal
 from headwater.errors import DefinitionError
+from headwater.sql import sql_literal
 
 if TYPE_CHECKING:
     import duckdb

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from headwater.connectors.sql import TableConnector
+from headwater.connectors.tables import TableConnector
 from headwater.errors import DefinitionError
 
 if TYPE_CHECKING:

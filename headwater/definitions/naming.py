@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from headwater.errors import DefinitionError
 
@@ -24,27 +23,3 @@ def check_name(name: object, what: str) -> str:
             fix="use a single underscore",
         )
     return name
-
-
-def quote_ident(name: str) -> str:
-    """Quote an SQL identifier (DuckDB/PostgreSQL rules)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sql_literal(value: Any) -> str:
-    """Render a Python value as a DuckDB literal (strings quoted, quotes doubled)."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(sql_literal(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return (
-            "{"
-            + ", ".join(f"{sql_literal(str(k))}: {sql_literal(v)}" for k, v in value.items())
-            + "}"
-        )
-    return "'" + str(value).replace("'", "''") + "'"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.engines.windows import floormod_sql
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from headwater.definitions.naming import quote_ident as q
+from headwater.config.machine import usable_cpus
 from headwater.engines.compile import Restriction, compile_view
 from headwater.errors import DefinitionError
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb
@@ -130,14 +131,6 @@ class DuckDBEngine:
             0
         ]
         return (int(row[0]), int(row[1])) if row else (0, 0)
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity), else the machine's."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def default_memory_limit(threads: int | None = None) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import DefinitionError
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config.models import KafkaConnection
-    from headwater.connectors.kafka import DeadLetter
+    from headwater.connectors.kafka.letters import DeadLetter
     from headwater.stores.offline.base import OfflineStore
 
 DEAD_LETTER_SUFFIX = "__dead_letters"
@@ -33,7 +33,7 @@ class TopicDeadLetters:
     """Dead letters produced to ``topic`` (headers carry the check and the reason)."""
 
     def __init__(self, conn: KafkaConnection, topic: str) -> None:
-        from headwater.connectors.kafka import DeadLetterTopic
+        from headwater.connectors.kafka.letters import DeadLetterTopic
 
         self._topic = DeadLetterTopic(conn, topic)
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.engines.compile import Restriction, event_ms_sql, ms_to_ts_sql
 from headwater.engines.windows import floormod_sql
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.engines.compile import ms_to_ts_sql
+from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import SEQ
 
 if TYPE_CHECKING:

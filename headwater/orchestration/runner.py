@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import open_connector
-from headwater.connectors.streams import read_failure
+from headwater.connectors.base import read_failure
 from headwater.errors import HeadwaterError, RunFailed
 from headwater.observability import get_logger, redact
 from headwater.quality.gate import QualityGate, QualityReport

@@ -50,8 +50,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.connectors.kafka import DeadLetter
-    from headwater.connectors.kafka_decode import Decoded
+    from headwater.connectors.kafka.decode import Decoded
+    from headwater.connectors.kafka.letters import DeadLetter
     from headwater.definitions import FeatureView
     from headwater.engines.streaming.state import WindowState
     from headwater.orchestration.dead_letters import DeadLetterSink
@@ -200,8 +200,8 @@ class StreamWorker:
         engine_connect: Callable[[], duckdb.DuckDBPyConnection],
         options: StreamOptions | None = None,
     ) -> None:
-        from headwater.connectors.kafka import kafka_connection
-        from headwater.connectors.kafka_decode import Decoder
+        from headwater.connectors.kafka.client import kafka_connection
+        from headwater.connectors.kafka.decode import Decoder
 
         source = view.source
         if not isinstance(source, KafkaSource):
@@ -288,7 +288,7 @@ class StreamWorker:
         """Consume until stopped (or caught up); return the totals."""
         from confluent_kafka import Consumer
 
-        from headwater.connectors.kafka import consumer_config, end_offsets
+        from headwater.connectors.kafka.client import consumer_config, end_offsets
 
         options = self.options
         self.stats.run_id = self.registry.start_run(
@@ -661,8 +661,8 @@ class StreamWorker:
         return self.state.close(closing)
 
     def _project(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, int]]]:
-        from headwater.definitions.naming import quote_ident as q
         from headwater.engines.compile import compile_view
+        from headwater.sql import quote_ident as q
 
         con = self.con
         con.register("__hw_batch", table)
@@ -685,7 +685,7 @@ class StreamWorker:
     ) -> list[DeadLetter]:
         if not where:
             return []
-        from headwater.connectors.kafka import DeadLetter
+        from headwater.connectors.kafka.letters import DeadLetter
 
         wanted = set(where)
         return [
@@ -948,7 +948,7 @@ class _Batch:
         """The chunks as one decoded batch (rows and dead letters in message order)."""
         import pyarrow as pa
 
-        from headwater.connectors.kafka_decode import Decoded
+        from headwater.connectors.kafka.decode import Decoded
 
         dead = [letter for chunk in self._chunks for letter in chunk.dead]
         tables = [c.table for c in self._chunks if c.table.num_columns]

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from headwater.definitions.checks import Check, ColumnCheck, ConformsTo
-from headwater.definitions.naming import quote_ident as q
 from headwater.quality.results import CheckResult
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb

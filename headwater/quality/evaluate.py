@@ -22,11 +22,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from headwater.definitions.checks import Check, Freshness, Python, RowCount, Schema, Sql
-from headwater.definitions.naming import quote_ident as q
-from headwater.definitions.naming import sql_literal
 from headwater.errors import QualityFailed
 from headwater.quality.results import CheckResult, QualityOutcome, jsonable
 from headwater.quality.rules import ROW, RowRule, StoredKeys, compile_rule
+from headwater.sql import quote_ident as q
+from headwater.sql import sql_literal
 
 if TYPE_CHECKING:
     import duckdb

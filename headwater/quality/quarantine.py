@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.naming import quote_ident as q
-from headwater.definitions.naming import sql_literal
 from headwater.errors import RunFailed
 from headwater.quality.results import QUARANTINE_COLUMNS
+from headwater.sql import quote_ident as q
+from headwater.sql import sql_literal
 
 if TYPE_CHECKING:
     import duckdb

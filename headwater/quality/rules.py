@@ -26,9 +26,9 @@ from headwater.definitions.checks import (
     Sql,
     Unique,
 )
-from headwater.definitions.naming import quote_ident as q
-from headwater.definitions.naming import sql_literal
 from headwater.quality.contract import NewColumn
+from headwater.sql import quote_ident as q
+from headwater.sql import sql_literal
 
 ROW = "__hw_row"
 """A row number added when a check is evaluated outside SQL (Python or a query)."""

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from headwater.definitions.checks import Check, ConformsTo, Expression, Freshness, Matches, Schema
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import DefinitionError
 from headwater.quality.evaluate import evaluate
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb

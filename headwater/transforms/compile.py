@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import DefinitionError
+from headwater.sql import quote_ident as q
 from headwater.transforms.steps import (
     Cast,
     Clip,

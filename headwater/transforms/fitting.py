@@ -15,9 +15,9 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import DefinitionError
 from headwater.observability import get_logger
+from headwater.sql import quote_ident as q
 from headwater.stores.registry import FittedStatistics
 from headwater.transforms.compile import Rows, needs, statistics_sql, where
 from headwater.transforms.steps import FitRange, Step, step_key

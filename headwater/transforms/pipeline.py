@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import DefinitionError, RunFailed
+from headwater.sql import quote_ident as q
 from headwater.transforms.compile import (
     Context,
     Rows,

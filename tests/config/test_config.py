@@ -312,7 +312,7 @@ def test_config_errors_do_not_echo_secrets(tmp_path: Path) -> None:
 
 
 def test_an_unreachable_server_error_redacts_the_dsn(tmp_path: Path) -> None:
-    from headwater.connectors.postgres import connect
+    from headwater.connectors.postgres.reader import connect
 
     dsn = f"postgresql://app:{PASSWORD}@127.0.0.1:1/shop"
     conn = PostgresConnection(dsn=SecretStr(dsn), connect_timeout_s=1)

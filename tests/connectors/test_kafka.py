@@ -24,19 +24,17 @@ import headwater
 from headwater.config import ProjectConfig
 from headwater.config.models import KafkaConnection, PostgresConnection
 from headwater.connectors import open_connector
-from headwater.connectors.kafka import (
-    DeadLetter,
-    DeadLetterTopic,
-    KafkaConnector,
+from headwater.connectors.kafka.client import (
     client_config,
     consumer_config,
     end_offsets,
     kafka_connection,
     producer_config,
-    read_topic,
 )
-from headwater.connectors.kafka_decode import Decoder
-from headwater.connectors.kafka_schema import parse_arrow_type
+from headwater.connectors.kafka.decode import Decoder
+from headwater.connectors.kafka.letters import DeadLetter, DeadLetterTopic
+from headwater.connectors.kafka.schema import parse_arrow_type
+from headwater.connectors.kafka.source import KafkaConnector, read_topic
 from headwater.definitions.kafka import KafkaSource
 from headwater.errors import ConfigError, DefinitionError
 from tests.helpers import offline_rows

@@ -15,8 +15,8 @@ import pytest
 
 from headwater import PostgresSource
 from headwater.connectors import open_connector
-from headwater.connectors.pg_parallel import condition, cut, ranges
-from headwater.connectors.postgres import PostgresConnector
+from headwater.connectors.postgres.partitions import condition, cut, ranges
+from headwater.connectors.postgres.reader import PostgresConnector
 from headwater.errors import DefinitionError
 from tests.connectors.test_postgres import create_big, kill_during_reads, make_store, sql
 

@@ -14,8 +14,14 @@ import pytest
 
 import headwater
 from headwater.config import load_config
-from headwater.connectors import pg_pool
-from headwater.connectors.pg_pool import ReaderPool, checkin, checkout, pool_stats, reader_pool
+from headwater.connectors.postgres import pool as pg_pool
+from headwater.connectors.postgres.pool import (
+    ReaderPool,
+    checkin,
+    checkout,
+    pool_stats,
+    reader_pool,
+)
 from headwater.errors import ConfigError, ConnectionFailed
 from tests.connectors.test_pg_partitions import defs as partition_defs
 from tests.connectors.test_postgres import (

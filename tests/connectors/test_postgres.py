@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 import headwater
-from headwater.connectors.sql import decode_cursor
+from headwater.connectors.tables import decode_cursor
 from headwater.errors import ConnectionFailed, DefinitionError, RunFailed
 from headwater.stores.offline.delta import DeltaOfflineStore
 from headwater.stores.registry import Registry
@@ -943,7 +943,7 @@ def kill_during_reads(
     ``times`` times at most; returns the pids ended."""
     import threading
 
-    from headwater.connectors import pg_types
+    from headwater.connectors.postgres import typemap as pg_types
 
     original = pg_types.conform_batch
     calls = [0]
@@ -1024,7 +1024,7 @@ def test_libpq_options_reach_every_session_of_a_read(tmp_path: Path, pg_dsn: str
     from pydantic import SecretStr
 
     from headwater.config.models import PostgresConnection
-    from headwater.connectors.pg_session import reader_conninfo
+    from headwater.connectors.postgres.session import reader_conninfo
 
     sql(pg_dsn, "CREATE SCHEMA app; CREATE TABLE app.things (id int, n int, at timestamptz)")
     sql(pg_dsn, "INSERT INTO app.things VALUES (1, 7, '2024-03-01')")

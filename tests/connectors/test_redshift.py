@@ -27,7 +27,7 @@ import yaml
 import headwater
 from headwater.config import ProjectConfig
 from headwater.connectors import CONNECTORS, open_connector
-from headwater.connectors.redshift import (
+from headwater.connectors.redshift.source import (
     RedshiftConnector,
     build_unload_select,
     build_unload_sql,
@@ -36,7 +36,7 @@ from headwater.connectors.redshift import (
     render_params,
     sql_literal,
 )
-from headwater.connectors.sql import decode_cursor
+from headwater.connectors.tables import decode_cursor
 from headwater.definitions import RedshiftSource
 from headwater.errors import ConfigError, ConnectionFailed, DefinitionError
 from tests.helpers import offline_rows
@@ -509,7 +509,7 @@ def test_protocol_failures_are_one_line_and_hide_the_password() -> None:
     }
     connector = open_connector(source(table="t"), project(conn))
     assert isinstance(connector, RedshiftConnector)
-    assert CONNECTORS["redshift"] == "headwater.connectors.redshift:RedshiftConnector"
+    assert CONNECTORS["redshift"] == "headwater.connectors.redshift.source:RedshiftConnector"
     with pytest.raises(ConnectionFailed) as info:
         connector.schema()
     assert "s3cret-pw" not in str(info.value) and "\n" not in str(info.value)

@@ -18,9 +18,9 @@ import yaml
 import headwater
 from headwater import Count, Entity, FeatureView, FileSource, PostgresSink, Sum
 from headwater.config.models import ProjectConfig
+from headwater.connectors.postgres.sink import PostgresSinkWriter
 from headwater.connectors.sinks import deliver
 from headwater.connectors.sinks.base import SinkError
-from headwater.connectors.sinks.postgres import PostgresSinkWriter
 from headwater.errors import ConfigError
 from tests.helpers import TS, offline_rows, write_parquet
 

@@ -19,11 +19,11 @@ import pytest
 
 from headwater import Count, Entity, FeatureView, FileSource, RedshiftSink
 from headwater.config.models import ProjectConfig, RedshiftConnection
-from headwater.connectors.redshift_auth import cluster_credentials, credentials_request
-from headwater.connectors.sinks import redshift_sql as rs
+from headwater.connectors.redshift import statements as rs
+from headwater.connectors.redshift.auth import cluster_credentials, credentials_request
+from headwater.connectors.redshift.sink import RedshiftSinkWriter
+from headwater.connectors.s3 import delete_staged, split_s3_url, stage_parquet
 from headwater.connectors.sinks.base import SinkError
-from headwater.connectors.sinks.redshift import RedshiftSinkWriter
-from headwater.connectors.sinks.s3 import delete_staged, split_s3_url, stage_parquet
 from headwater.connectors.sinks.typemap import redshift_type
 from headwater.errors import ConfigError, ConnectionFailed
 from tests.helpers import TS

@@ -10,7 +10,7 @@ from headwater import Count, Entity, FeatureView, FileSource, PostgresSink, Reds
 from headwater.connectors.sinks import SINKS
 from headwater.definitions.sinks import Sink
 from headwater.errors import ConfigError, DefinitionError
-from headwater.stores.plugins import load_plugin
+from headwater.plugins import load_plugin
 
 ROLE = "arn:aws:iam::123456789012:role/redshift-copy"
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headwater.observability import get_logger
-from headwater.stores.plugins import load_plugin
+from headwater.plugins import load_plugin
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from headwater.stores.offline.base import OfflineStore
 
 SINKS: dict[str, str] = {
-    "postgres": "headwater.connectors.sinks.postgres:PostgresSinkWriter",
-    "redshift": "headwater.connectors.sinks.redshift:RedshiftSinkWriter",
+    "postgres": "headwater.connectors.postgres.sink:PostgresSinkWriter",
+    "redshift": "headwater.connectors.redshift.sink:RedshiftSinkWriter",
 }
 
 STORAGE_COLUMNS = ("_seq", "event_date")

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from headwater.connectors.sinks.base import SinkError
-from headwater.definitions.naming import quote_ident as q
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.engines.streaming.aggregate import OFFSET, PARTITION, WINDOW, StreamAggregation
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import DefinitionError, RunFailed
+from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import (
     DELETED,
     PARTITION,

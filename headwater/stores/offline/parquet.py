@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from headwater.definitions.naming import quote_ident as q
-from headwater.definitions.naming import sql_literal
+from headwater.sql import quote_ident as q
+from headwater.sql import sql_literal
 from headwater.stores.offline.base import DELETED, PARTITION, SEQ, WriteStats, with_storage_columns
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater.stores.plugins import load_plugin
+from headwater.plugins import load_plugin
 
 if TYPE_CHECKING:
     from headwater.config import ProjectConfig

@@ -244,7 +244,7 @@ def _payloads_in_sql(features: pa.Table, prefix: bytes) -> list[bytes]:
     writes but for null fields, present as ``null`` rather than left out (both decode to
     None), and the decoded values are the same: numbers in their shortest exact form, ``NaN``
     and ``Infinity`` as Python writes them, text escaped."""
-    from headwater.definitions.naming import quote_ident, sql_literal
+    from headwater.sql import quote_ident, sql_literal
 
     pairs = ", ".join(f"{sql_literal(n)}, {quote_ident(n)}" for n in features.column_names)
     # A cursor per call, and a name of its own: registered tables are seen by every cursor of

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.definitions.naming import quote_ident
+from headwater.sql import quote_ident
 from headwater.stores._sqlite import wal_mode
 from headwater.stores.online.codec import (
     Stored,

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.naming import quote_ident
 from headwater.errors import DefinitionError
+from headwater.sql import quote_ident
 
 if TYPE_CHECKING:
     import psycopg

@@ -1,7 +1,8 @@
 """Kafka messages to Arrow rows: JSON decoded in bulk, Avro, raw bytes; dead letters for the rest.
 
 Every batch of messages gives a table of good rows, in message order, and a list of
-:class:`~headwater.connectors.kafka.DeadLetter` saying what was wrong with each other message.
+:class:`~headwater.connectors.kafka.letters.DeadLetter` saying what was wrong with each other
+message.
 Columns: the payload's, the ``key_field`` (the message key as text) when set, then
 ``kafka_partition``, ``kafka_offset`` and ``kafka_timestamp``.
 
@@ -20,9 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from headwater.connectors.kafka import DeadLetter
-from headwater.connectors.kafka_avro import AvroFormat
-from headwater.connectors.kafka_schema import (
+from headwater.config.machine import usable_cpus
+from headwater.connectors.kafka.avro import AvroFormat
+from headwater.connectors.kafka.letters import DeadLetter
+from headwater.connectors.kafka.schema import (
     JsonCheck,
     declared_schema,
     json_checker,
@@ -35,7 +37,6 @@ from headwater.definitions.kafka import (
     METADATA_COLUMNS,
     RAW_VALUE,
 )
-from headwater.engines.duckdb import usable_cpus
 from headwater.errors import DefinitionError
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from typing import TYPE_CHECKING, Any
 
-from headwater.connectors.kafka_schema import avro_to_arrow, avro_uuid_fields
+from headwater.connectors.kafka.schema import avro_to_arrow, avro_uuid_fields
 from headwater.errors import ConnectionFailed, DefinitionError, require
 from headwater.observability import redact
 

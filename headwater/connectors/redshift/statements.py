@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from headwater.connectors.sinks.base import STAGE_TABLE, SinkError
-from headwater.definitions.naming import quote_ident as q
+from headwater.sql import quote_ident as q
 
 STAGE = q(STAGE_TABLE)
 Statement = tuple[str, tuple[object, ...]]

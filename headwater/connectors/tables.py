@@ -7,7 +7,7 @@ is never lost. ``end_value`` adds an exclusive upper bound. The new mark is the 
 value read (never below the previous one); the orchestrator commits it after the data it covers.
 
 A database read is a one-shot Arrow stream: :meth:`TableConnector.scan` returns a
-:class:`~headwater.connectors.streams.StreamScan`.
+:class:`~headwater.connectors.base.StreamScan`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.connectors.base import Scan
-from headwater.connectors.streams import StreamScan
+from headwater.connectors.base import Scan, StreamScan
 from headwater.definitions.durations import to_millis
-from headwater.definitions.naming import quote_ident
 from headwater.errors import DefinitionError
+from headwater.sql import quote_ident
 
 if TYPE_CHECKING:
     import duckdb

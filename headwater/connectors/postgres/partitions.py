@@ -8,7 +8,7 @@ last has no upper bound: every row falls in exactly one range, whatever the boun
 Each range is one COPY on its own connection (``application_name``
 ``headwater:<source>:p<i>``), a few at a time on a small thread pool; the connections come
 from, and go back to, the connection's pool of reader connections
-(:mod:`headwater.connectors.pg_pool`). A range that loses its connection is read again, alone,
+(:mod:`headwater.connectors.postgres.pool`). A range that loses its connection is read again, alone,
 after an exponential backoff with jitter. So that a retried range never yields a row twice, its
 batches are spooled to an Arrow IPC file in the engine's temp directory and handed on only once
 the range is complete (as Spark commits a task's output only when the task succeeds). Memory
@@ -27,20 +27,41 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from headwater.connectors.pg_pool import reader_pool
-from headwater.connectors.streams import ConnectionLost, backoff_delay
-from headwater.definitions.naming import quote_ident
-from headwater.errors import ConnectionFailed, DefinitionError
+from headwater.connectors.base import ConnectionLost, backoff_delay
+from headwater.connectors.postgres.pool import reader_pool
+from headwater.errors import ConnectionFailed, DefinitionError, HeadwaterError
 from headwater.observability import get_logger
+from headwater.sql import quote_ident
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from headwater.connectors.postgres import PostgresConnector, ReadPlan
+    from headwater.config import ProjectConfig
+    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.plan import ReadPlan
+    from headwater.connectors.postgres.session import SessionParams
 
 log = get_logger("connectors.postgres")
+
+
+class RangeReader(Protocol):
+    """What a partitioned read needs of the PostgreSQL reader (:class:`PostgresConnector`)."""
+
+    source: Any
+    project: ProjectConfig
+    conn_config: PostgresConnection
+
+    @property
+    def what(self) -> str: ...
+
+    def stream(
+        self, schema: pa.Schema, sql: str, params: SessionParams, application_name: str
+    ) -> Generator[pa.RecordBatch]: ...
+
+    def read_error(self, exc: BaseException) -> HeadwaterError: ...
+
 
 MAX_WORKERS = 4
 """Ranges read at the same time (fewer when there are fewer ranges)."""
@@ -90,7 +111,7 @@ def condition(column: str, low: Any, high: Any, ref: Callable[[str], str]) -> st
     return f"{column} >= {ref('hw_part_lo')} AND {column} < {ref('hw_part_hi')}"
 
 
-def partitioned(connector: PostgresConnector, plan: ReadPlan) -> Iterator[pa.RecordBatch]:
+def partitioned(connector: RangeReader, plan: ReadPlan) -> Iterator[pa.RecordBatch]:
     """The batches of a partitioned read (lazy: nothing runs before the first is asked for).
 
     Raises:
@@ -118,7 +139,7 @@ def partitioned(connector: PostgresConnector, plan: ReadPlan) -> Iterator[pa.Rec
 
 
 def _batches(
-    connector: PostgresConnector, plan: ReadPlan, name: str, sql_type: str, integer: bool
+    connector: RangeReader, plan: ReadPlan, name: str, sql_type: str, integer: bool
 ) -> Iterator[pa.RecordBatch]:
     source = connector.source
     bounds = source.partition_bounds or _min_max(connector, plan, name)
@@ -149,11 +170,11 @@ def _batches(
     )
 
 
-def _min_max(connector: PostgresConnector, plan: ReadPlan, name: str) -> tuple[Any, Any]:
+def _min_max(connector: RangeReader, plan: ReadPlan, name: str) -> tuple[Any, Any]:
     import psycopg
 
-    from headwater.connectors.pg_pool import pooled
-    from headwater.connectors.pg_session import set_config_sql
+    from headwater.connectors.postgres.pool import pooled
+    from headwater.connectors.postgres.session import set_config_sql
 
     column = quote_ident(name)
     settings = plan.params.settings()

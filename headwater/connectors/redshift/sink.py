@@ -7,7 +7,7 @@ for replace — Redshift's ``TRUNCATE`` would commit) and record the write seque
 table. The staged files are deleted afterwards, whether the load succeeded or not. Creating the
 table or adding columns runs before the load transaction, on its own.
 
-The SQL text comes from the pure functions of :mod:`headwater.connectors.sinks.redshift_sql`.
+The SQL text comes from the pure functions of :mod:`headwater.connectors.redshift.statements`.
 The connection speaks the PostgreSQL protocol (psycopg, client-side parameter binding, which
 Redshift accepts like psycopg2's); with ``iam: true`` the password is a temporary one from
 ``redshift:GetClusterCredentials``.
@@ -19,8 +19,9 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.connectors.redshift_auth import boto3_module, cluster_credentials
-from headwater.connectors.sinks import redshift_sql as rs
+from headwater.connectors.redshift import statements as rs
+from headwater.connectors.redshift.auth import boto3_module, cluster_credentials
+from headwater.connectors.s3 import delete_staged, stage_parquet
 from headwater.connectors.sinks.base import (
     STATE_TABLE,
     SinkError,
@@ -31,11 +32,10 @@ from headwater.connectors.sinks.base import (
     missing_columns,
     sink_connection,
 )
-from headwater.connectors.sinks.s3 import delete_staged, stage_parquet
 from headwater.connectors.sinks.typemap import column_types, for_parquet, redshift_type
-from headwater.definitions.naming import quote_ident as q
 from headwater.errors import ConnectionFailed, MissingDependency
 from headwater.observability import redact
+from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import psycopg

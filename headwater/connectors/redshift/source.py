@@ -3,8 +3,8 @@
 *Protocol mode* (default) builds a PostgreSQL connection from the ``type: redshift``
 connection — with the password, or with temporary credentials from
 ``redshift:GetClusterCredentials`` when ``iam: true`` — and delegates the read to
-:class:`~headwater.connectors.postgres.PostgresConnector`, so cursors, types and batching are the
-PostgreSQL connector's.
+:class:`~headwater.connectors.postgres.reader.PostgresConnector`, so cursors, types and
+batching are the PostgreSQL connector's.
 
 *Unload mode* (``unload=`` on the source) runs ``UNLOAD ('<select>') TO 's3://.../<source>/<run>/'
 ... FORMAT AS PARQUET`` and streams the files back as Arrow record batches. The SELECT is a string
@@ -25,8 +25,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from headwater.connectors.base import Scan
-from headwater.connectors.redshift_auth import cluster_credentials
-from headwater.connectors.sql import CursorTracker, build_select, decode_cursor
+from headwater.connectors.redshift.auth import cluster_credentials
+from headwater.connectors.tables import CursorTracker, build_select, decode_cursor
 from headwater.errors import ConnectionFailed, DefinitionError, MissingDependency
 from headwater.observability import get_logger
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from headwater.config import ProjectConfig
     from headwater.config.models import PostgresConnection, RedshiftConnection
-    from headwater.connectors.postgres import PostgresConnector
+    from headwater.connectors.postgres.reader import PostgresConnector
     from headwater.definitions import Source
     from headwater.definitions.redshift import RedshiftSource
 
@@ -199,7 +199,7 @@ class RedshiftConnector:
         )
 
     def _postgres(self) -> PostgresConnector:
-        from headwater.connectors.postgres import PostgresConnector
+        from headwater.connectors.postgres.reader import PostgresConnector
 
         connections = dict(self.project.connections)
         connections[self.source.connection] = self.postgres_connection()
@@ -220,7 +220,7 @@ class RedshiftConnector:
         """Run the UNLOAD statement on the cluster (tests replace this hook)."""
         import psycopg
 
-        from headwater.connectors.postgres import connect
+        from headwater.connectors.postgres.reader import connect
 
         conn = connect(self.postgres_connection(), what=f"source {self.source.name!r}")
         try:

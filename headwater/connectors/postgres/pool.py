@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from headwater.connectors.pg_session import session_conninfo, unreachable
+from headwater.connectors.postgres.session import session_conninfo, unreachable
 from headwater.errors import ConnectionFailed, MissingDependency
 
 if TYPE_CHECKING:

@@ -64,7 +64,7 @@ class PostgresSinkWriter:
         """A pooled connection (autocommit: each load is one explicit transaction), held until
         :meth:`close`."""
         if self._conn is None:
-            from headwater.connectors.pg_pool import checkout
+            from headwater.connectors.postgres.pool import checkout
 
             what = f"view {self.view.name!r}: sink {self.sink.table!r}"
             self._conn = checkout(self.config, what=what)
@@ -72,7 +72,7 @@ class PostgresSinkWriter:
 
     def close(self) -> None:
         if self._conn is not None:
-            from headwater.connectors.pg_pool import checkin
+            from headwater.connectors.postgres.pool import checkin
 
             checkin(self._conn)
             self._conn = None

@@ -4,11 +4,12 @@ Each read is one ``COPY (SELECT ...) TO STDOUT (FORMAT binary)`` that the ADBC P
 decodes to Arrow in C++ and streams in batches (docs/decisions/0009-postgres-arrow-reader.md).
 psycopg describes the read first (a prepared statement: result columns and parameter types, no
 execution) and serves everything else. The batches are converted to the mapping of
-:mod:`headwater.connectors.pg_types`. Values of ``params`` and cursor bounds travel in session
-settings (:class:`SessionParams`) because a COPY statement takes no bound parameters.
+:mod:`headwater.connectors.postgres.typemap`. Values of ``params`` and cursor bounds travel in
+session settings (:class:`SessionParams`) because a COPY statement takes no bound parameters.
 
 Full refresh, incremental by ``cursor_field`` (with ``lag`` and ``end_value``, see
-:mod:`headwater.connectors.sql`), and partitioned reads (:mod:`headwater.connectors.pg_parallel`).
+:mod:`headwater.connectors.tables`), and partitioned reads
+(:mod:`headwater.connectors.postgres.partitions`).
 Redshift speaks the protocol but not binary COPY: its sources are read through a psycopg
 server-side cursor instead (the row-tuple path of :class:`TableConnector`).
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from headwater.connectors import pg_types
-from headwater.connectors.pg_pool import ReaderPool, pooled, reader_pool
-from headwater.connectors.pg_session import (
+from headwater.connectors.base import ConnectionLost
+from headwater.connectors.postgres import typemap as pg_types
+from headwater.connectors.postgres.plan import ReadPlan
+from headwater.connectors.postgres.pool import ReaderPool, pooled, reader_pool
+from headwater.connectors.postgres.session import (
     SessionParams,
     connection_lost,
     reason,
@@ -30,8 +32,7 @@ from headwater.connectors.pg_session import (
     set_config_sql,
     unreachable,
 )
-from headwater.connectors.sql import TableConnector, build_select, check_column
-from headwater.connectors.streams import ConnectionLost
+from headwater.connectors.tables import TableConnector, build_select, check_column
 from headwater.errors import DefinitionError, HeadwaterError, MissingDependency, RunFailed
 
 if TYPE_CHECKING:
@@ -71,26 +72,6 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
     if conn_config.statement_timeout_ms:
         conn.execute(f"SET statement_timeout = {int(conn_config.statement_timeout_ms)}")
     return conn
-
-
-@dataclass
-class ReadPlan:
-    """A described read: its columns, Arrow schema, parameters and SQL (no partition yet)."""
-
-    columns: list[pg_types.PgColumn]
-    schema: pa.Schema
-    params: SessionParams
-    base: str
-    """The SELECT with cursor bounds; parameters rendered as session-setting references."""
-
-    def column(self, name: str) -> pg_types.PgColumn:
-        """The result column called ``name``."""
-        return next(c for c in self.columns if c.name == name)
-
-    def sql(self, where: str = "") -> str:
-        """The statement the driver copies: conversions in the SELECT list, then ``where``."""
-        select = ", ".join(pg_types.select_expr(c) for c in self.columns)
-        return f"SELECT {select} FROM ({self.base}) AS hw" + (f" WHERE {where}" if where else "")
 
 
 class PostgresConnector(TableConnector):
@@ -248,7 +229,7 @@ class PostgresConnector(TableConnector):
         with pooled(self.conn_config, what=self.what) as conn:
             plan = self._plan(conn, self._bounds(mark))
         if getattr(self.source, "partition_column", None):
-            from headwater.connectors.pg_parallel import partitioned
+            from headwater.connectors.postgres.partitions import partitioned
 
             return plan.schema, partitioned(self, plan)
         app = f"headwater:{self.source.name}"
