@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from headwater.engines.retrieval import OnlineResponse, RetrievalJob
     from headwater.orchestration.materialize import MaterializeResult
     from headwater.orchestration.runner import RunResult
-    from headwater.orchestration.stream import StreamOptions, StreamStats
+    from headwater.orchestration.workers import StreamOptions, StreamStats
     from headwater.quality.gate import QualityReport
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.online.base import OnlineStore
@@ -229,7 +229,7 @@ class FeatureStore:
         reached the end offset it had at start (windows the watermark closed are written and
         committed; windows still open stay in the saved state for the next run).
         """
-        from headwater.orchestration.stream import StreamOptions, run_streams
+        from headwater.orchestration.workers import StreamOptions, run_streams
 
         selected = [v for v in self._select(views) if v.source.kind == "kafka"]
         if views:
@@ -253,7 +253,7 @@ class FeatureStore:
     def reset_stream(self, views: Sequence[str]) -> dict[str, int]:
         """Forget the saved offsets and window state of streaming ``views`` (the next
         ``stream`` starts them from the beginning of their topics)."""
-        from headwater.orchestration.stream import schema_checkpoint
+        from headwater.engines.streaming.checkpoint import schema_checkpoint
 
         forgotten = {}
         for view in self._select(views):

@@ -177,3 +177,16 @@ def kafka_topic_module(kafka_bootstrap: str) -> Iterator[Any]:
     make, created = _topic_factory(kafka_bootstrap)
     yield make
     _delete_topics(make, created)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible server (moto's, in a thread) for the whole session: ``http://host:port``,
+    credentials ``testing``/``testing``, region ``us-east-1``."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

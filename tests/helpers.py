@@ -77,3 +77,16 @@ def sorted_rows(table: pa.Table) -> list[dict[str, Any]]:
 
 def _sort_key(value: Any) -> tuple[bool, Any]:
     return (value is not None, value if value is not None else 0)
+
+
+def aws_client(endpoint: str, service: str) -> Any:
+    """A boto3 client of ``service`` on the S3-compatible test server (fixture ``s3_endpoint``)."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

@@ -321,7 +321,7 @@ def stream(
             )
             raise typer.Exit(code)
         if metrics_port is not None:
-            from headwater.observability import stream_metrics
+            from headwater.observability import metrics as stream_metrics
 
             stream_metrics.serve(metrics_port)
         try:
@@ -483,7 +483,7 @@ def status(repo: Repo = Path(".")) -> None:
         run_text = "never"
         if item.last_run is not None:
             run = item.last_run
-            colour = {"success": "green", "failed": "red"}.get(run.status, "yellow")
+            colour = _RUN_COLOURS.get(run.status, "yellow")
             run_text = f"[{colour}]{run.status}[/] {run.started_at:%Y-%m-%d %H:%M:%S}"
         newest = item.latest_event
         age = "-" if newest is None else _age(now - newest)
@@ -517,6 +517,7 @@ def _quality_summary(results: list[Any], run: Any) -> str:
     return ", ".join(parts) or f"[green]ok[/] ({len(results)} checks)"
 
 
+_RUN_COLOURS = {"success": "green", "failed": "red", "aborted": "red"}
 _ACTION_COLOURS = {"passed": "green", "warned": "yellow", "quarantined": "yellow", "failed": "red"}
 
 

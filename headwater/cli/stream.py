@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from headwater.feature_store import FeatureStore
-    from headwater.orchestration.stream import StreamStats
+    from headwater.orchestration.workers import StreamStats
 
 
 def run_workers(
@@ -45,7 +45,7 @@ def run_here(
     store: FeatureStore, views: list[str] | None, *, until_caught_up: bool, max_batch: int
 ) -> list[StreamStats]:
     """Run the workers in this process until SIGINT/SIGTERM (or caught up)."""
-    from headwater.orchestration.stream import StreamOptions
+    from headwater.orchestration.workers import StreamOptions
 
     options = StreamOptions(until_caught_up=until_caught_up, max_batch_messages=max_batch)
 

@@ -1,22 +1,22 @@
 """Landing tables: the current rows of an incremental source, for recomputing touched windows.
 
-See :mod:`headwater.orchestration.runner` for why they exist. A landing table is a Delta table
-keyed by the source's primary key; it is internal and lives beside the offline tables.
+See :mod:`headwater.orchestration.runner` for why they exist. A landing table is a side table of
+the offline store (``_landing/<view>``), keyed by the source's primary key.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from headwater.engines.compile import Restriction, event_ms_sql, ms_to_ts_sql
 from headwater.engines.windows import floormod_sql
 from headwater.sql import quote_ident as q
+from headwater.stores.offline.tables import landing_table
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
     from headwater.engines.duckdb import DuckDBEngine
     from headwater.stores.offline.base import OfflineStore
@@ -27,30 +27,16 @@ _MIN, _MAX = -(2**63), 2**63 - 1
 class Landing:
     """The landing table of one aggregation view over an incremental source."""
 
-    def __init__(self, offline: OfflineStore, project: ProjectConfig, view: FeatureView) -> None:
+    def __init__(self, offline: OfflineStore, view: FeatureView) -> None:
         self.offline = offline
         self.view = view
-        root = project.resolve(project.offline_store.path).rstrip("/")
-        self.location = f"{root}/_landing/{view.name}"
-        self.storage_options: dict[str, str] | None = None
-        options = getattr(project.offline_store, "storage_options", None)
-        if options:
-            self.storage_options = {k: v.get_secret_value() for k, v in options.items()}
+        self.name = landing_table(view.name)
         self._con: duckdb.DuckDBPyConnection | None = None
         self._overwrite = False
 
-    def _table(self) -> Any:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            return DeltaTable(self.location, storage_options=self.storage_options)
-        except TableNotFoundError:
-            return None
-
     def exists(self) -> bool:
         """Whether the landing table has been written."""
-        return self._table() is not None
+        return self.offline.read_table(self.name) is not None
 
     def apply(
         self, con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, changed: str, *, fresh: bool
@@ -70,12 +56,12 @@ class Landing:
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
         )
         self._con = con  # __hw_changed stays in DuckDB (spilling) until commit()
-        table = self._table()
-        self._overwrite = fresh or table is None
-        if self._overwrite:
+        stored = None if fresh else self.offline.read_table(self.name)
+        self._overwrite = stored is None
+        if stored is None:
             return engine.compute(con, self.view, "__hw_changed")
 
-        con.register("__hw_landing_before", table.to_pyarrow_dataset())
+        con.register("__hw_landing_before", stored)
         match = " AND ".join(f"l.{q(k)} = c.{q(k)}" for k in source.primary_key)
         con.execute(
             "CREATE TEMP TABLE __hw_old AS SELECT l.* FROM __hw_landing_before AS l "
@@ -98,35 +84,16 @@ class Landing:
 
     def commit(self) -> None:
         """Upsert the rows given to :meth:`apply` (after their results were written)."""
-        from deltalake import write_deltalake
-
         if self._con is None:
             return
         # Streamed from DuckDB, so a first load larger than memory lands in bounded memory.
         rows = self._con.sql("SELECT * FROM __hw_changed").to_arrow_reader(100_000)
-        table = None if self._overwrite else self._table()
-        if table is None:
-            write_deltalake(
-                self.location,
-                rows,
-                mode="overwrite",
-                schema_mode="overwrite",
-                storage_options=self.storage_options,
-            )
-        else:
-            predicate = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in self.view.source.primary_key)
-            (
-                table.merge(
-                    source=rows,
-                    predicate=predicate,
-                    source_alias="s",
-                    target_alias="t",
-                    merge_schema=True,
-                )
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute()
-            )
+        self.offline.write_table(
+            self.name,
+            rows,
+            keys=self.view.source.primary_key,
+            mode="overwrite" if self._overwrite else "upsert",
+        )
         self._con = None
 
     def _affected(self, con: duckdb.DuckDBPyConnection) -> Restriction:

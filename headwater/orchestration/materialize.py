@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from headwater.engines.compile import ms_to_ts_sql
+from headwater.orchestration.runs import RecordedRun
 from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import SEQ
 
@@ -55,11 +56,9 @@ def materialize_view(
     now_ms: int | None = None,
 ) -> MaterializeResult:
     """Materialize one view; the mark is committed after the online writes."""
-    started = time.perf_counter()
-    run_id = registry.start_run(view.name, "materialize", {"full_refresh": full_refresh})
     if now_ms is None:
         now_ms = int(time.time() * 1000)
-    try:
+    with RecordedRun(registry, view.name, "materialize", {"full_refresh": full_refresh}) as run:
         stored = None if full_refresh else registry.get_checkpoint(mark_checkpoint(view.name))
         mark, until_ms = (-1, None) if stored is None else (stored["seq"], stored["until_ms"])
         if full_refresh:
@@ -93,15 +92,5 @@ def materialize_view(
             finally:
                 con.close()
         registry.set_checkpoint(mark_checkpoint(view.name), {"seq": top, "until_ms": now_ms})
-    except Exception as exc:
-        registry.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    seconds = time.perf_counter() - started
-    registry.finish_run(
-        run_id,
-        "success",
-        rows_in=entities,
-        rows_out=entities,
-        details={"from_seq": mark, "to_seq": top},
-    )
-    return MaterializeResult(view.name, run_id, entities, mark, top, seconds)
+        run.finish(rows_in=entities, rows_out=entities, details={"from_seq": mark, "to_seq": top})
+    return MaterializeResult(view.name, run.run_id, entities, mark, top, run.seconds)

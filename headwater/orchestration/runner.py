@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 from headwater.connectors import open_connector
 from headwater.connectors.base import read_failure
 from headwater.errors import HeadwaterError, RunFailed
-from headwater.observability import get_logger, redact
+from headwater.observability import get_logger
+from headwater.orchestration.runs import RecordedRun, describe
 from headwater.quality.gate import QualityGate, QualityReport
 from headwater.transforms.runtime import apply_transforms
 
@@ -95,51 +96,34 @@ class Runner:
         details: dict[str, Any] = {"full_refresh": full_refresh}
         if time_range is not None:
             details["time_range_ms"] = list(time_range)
-        run_id = self.registry.start_run(view.name, kind, details)
         started = time.perf_counter()
-        con = self.engine.connect()
+        recorded = RecordedRun(self.registry, view.name, kind, details)
         try:
-            result = self._run(con, view, run_id, full_refresh, time_range, step)
+            with recorded as run:
+                con = self.engine.connect()
+                try:
+                    result = self._run(con, view, run.run_id, full_refresh, time_range, step)
+                finally:
+                    con.close()
+                result.seconds = time.perf_counter() - started
+                run.finish(
+                    rows_in=result.rows_in,
+                    rows_out=result.rows_out,
+                    details={
+                        "inserted": result.inserted,
+                        "updated": result.updated,
+                        "deleted": result.deleted,
+                        "rows_skipped": result.rows_skipped,
+                        "rows_quarantined": result.rows_quarantined,
+                        "seconds": round(result.seconds, 3),
+                    },
+                )
+        except HeadwaterError:
+            raise
         except Exception as exc:
-            message = (
-                exc.message if isinstance(exc, HeadwaterError) else f"{type(exc).__name__}: {exc}"
-            )
-            self.registry.finish_run(run_id, "failed", error=redact(message))
-            log.info(
-                "run failed",
-                extra={"fields": {"view": view.name, "run_id": run_id, "error": message}},
-            )
-            if isinstance(exc, HeadwaterError):
-                raise
-            raise RunFailed(f"view {view.name!r}: run {run_id} failed: {message}") from exc
-        finally:
-            con.close()
-        result.seconds = time.perf_counter() - started
-        self.registry.finish_run(
-            run_id,
-            "success",
-            rows_in=result.rows_in,
-            rows_out=result.rows_out,
-            details={
-                "inserted": result.inserted,
-                "updated": result.updated,
-                "deleted": result.deleted,
-                "rows_skipped": result.rows_skipped,
-                "rows_quarantined": result.rows_quarantined,
-                "seconds": round(result.seconds, 3),
-            },
-        )
-        log.info(
-            "run finished",
-            extra={
-                "fields": {
-                    "view": view.name,
-                    "run_id": run_id,
-                    "rows_in": result.rows_in,
-                    "rows_out": result.rows_out,
-                }
-            },
-        )
+            raise RunFailed(
+                f"view {view.name!r}: run {recorded.run_id} failed: {describe(exc)}"
+            ) from exc
         return result
 
     def _run(
@@ -160,7 +144,7 @@ class Runner:
         if incremental and view.kind == "aggregation":
             from headwater.orchestration.landing import Landing
 
-            landing = Landing(self.offline, self.project, view)
+            landing = Landing(self.offline, view)
             if checkpoint is not None and not landing.exists():
                 # Without the source's current rows, windows cannot be recomputed from an
                 # increment: read the source in full again.
@@ -176,7 +160,6 @@ class Runner:
             con,
             view,
             run_id=run_id,
-            project=self.project,
             registry=self.registry,
             offline=self.offline,
         )
@@ -253,7 +236,6 @@ class Runner:
                 con,
                 view,
                 run_id="dry-run",
-                project=self.project,
                 registry=self.registry,
                 offline=self.offline,
                 dry_run=True,

@@ -7,7 +7,12 @@ and :func:`write_quarantine` stores what it set aside. Checks themselves are dec
 """
 
 from headwater.quality.evaluate import evaluate
-from headwater.quality.quarantine import quarantine_location, read_quarantine, write_quarantine
+from headwater.quality.quarantine import (
+    quarantine_location,
+    quarantine_table,
+    read_quarantine,
+    write_quarantine,
+)
 from headwater.quality.results import QUARANTINE_COLUMNS, CheckResult, QualityOutcome, raise_for
 from headwater.quality.rules import StoredKeys
 
@@ -18,6 +23,7 @@ __all__ = [
     "StoredKeys",
     "evaluate",
     "quarantine_location",
+    "quarantine_table",
     "raise_for",
     "read_quarantine",
     "write_quarantine",

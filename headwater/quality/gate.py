@@ -19,7 +19,7 @@ from headwater.definitions.checks import Unique
 from headwater.observability import get_logger
 from headwater.quality.contract import compare
 from headwater.quality.evaluate import evaluate
-from headwater.quality.quarantine import quarantine_location, write_quarantine
+from headwater.quality.quarantine import write_quarantine
 from headwater.quality.results import CheckResult, QualityOutcome, raise_for
 from headwater.quality.rules import StoredKeys
 from headwater.stores.registry import CheckRecord
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.registry import Registry
@@ -69,9 +68,9 @@ class QualityGate:
         con: the run's DuckDB connection.
         view: the view being run.
         run_id: the run's id (stored with results and quarantined rows).
-        project: the project (the quarantine table lives next to the offline store).
         registry: where results are recorded and the source's applied schema is read.
-        offline: the offline store, for ``unique`` checks against stored rows.
+        offline: the offline store: ``unique`` checks against stored rows, and the quarantine
+            table.
         dry_run: evaluate and report only: record nothing, raise nothing, write nothing.
         now_ms: the clock of ``freshness`` checks (default: now).
     """
@@ -82,7 +81,6 @@ class QualityGate:
         view: FeatureView,
         *,
         run_id: str,
-        project: ProjectConfig,
         registry: Registry | None = None,
         offline: OfflineStore | None = None,
         dry_run: bool = False,
@@ -91,7 +89,6 @@ class QualityGate:
         self.con = con
         self.view = view
         self.run_id = run_id
-        self.project = project
         self.registry = registry
         self.offline = offline
         self.dry_run = dry_run
@@ -237,11 +234,12 @@ class QualityGate:
         """Write the quarantined rows (after the features); return how many were new."""
         if self.dry_run or not self._pending:
             return 0
-        location, options = quarantine_location(self.project, self.view.name)
+        if self.offline is None:
+            raise RuntimeError("a quality gate that quarantines rows needs the offline store")
         written = 0
         for stage, relation in self._pending:
             written += write_quarantine(
-                self.con, relation, stage=stage, location=location, storage_options=options
+                self.con, relation, stage=stage, offline=self.offline, view=self.view.name
             )
         self._pending.clear()
         return written

@@ -83,9 +83,9 @@ def test_quarantine_sets_rows_aside_with_their_reasons(tmp_path: Path) -> None:
     result = store.run()[0]
     assert (result.rows_in, result.rows_quarantined, result.inserted) == (5, 3, 2)
     assert [r["order_id"] for r in offline_rows(store, "order_amounts")] == [1, 2]
-    location, _ = quarantine_location(store.config, "order_amounts")
+    location = quarantine_location(store.offline, "order_amounts")
     assert location.endswith("/data/offline/order_amounts__quarantine")
-    table = read_quarantine(store.config, "order_amounts")
+    table = read_quarantine(store.offline, "order_amounts")
     assert table is not None
     rows = sorted(table.to_pylist(), key=lambda r: r["_check"])
     assert [(r["_stage"], r["_check"], r["_reason"], r["_run_id"]) for r in rows] == [
@@ -105,7 +105,7 @@ def test_quarantine_sets_rows_aside_with_their_reasons(tmp_path: Path) -> None:
     # A rerun over the same input stores nothing twice.
     again = store.run()[0]
     assert again.rows_quarantined == 3
-    assert read_quarantine(store.config, "order_amounts").num_rows == 3
+    assert read_quarantine(store.offline, "order_amounts").num_rows == 3
     store.close()
 
 
@@ -157,7 +157,7 @@ def test_a_failed_check_stops_the_run_and_writes_nothing(tmp_path: Path) -> None
     # Offline, online and quarantine untouched; the run is recorded as failed, with why.
     assert offline.version("order_amounts") == version
     assert offline_rows(store, "order_amounts") == before
-    assert read_quarantine(store.config, "order_amounts") is None
+    assert read_quarantine(store.offline, "order_amounts") is None
     store.materialize()
     online_after = store.get_online_features(
         ["order_amounts:amount"], [{"user_id": 1}, {"user_id": 4}]
@@ -177,7 +177,7 @@ def test_a_failed_view_check_writes_nothing_either(tmp_path: Path) -> None:
     with pytest.raises(QualityFailed, match="view 'order_amounts': check 'row_count': 3 rows"):
         store.run()
     assert store.offline.dataset("order_amounts") is None
-    assert read_quarantine(store.config, "order_amounts") is None
+    assert read_quarantine(store.offline, "order_amounts") is None
     store.close()
 
 
@@ -246,7 +246,7 @@ def test_the_dry_run_writes_and_records_nothing(tmp_path: Path) -> None:
     ]
     assert report.rows_quarantined == 2
     assert store.offline.dataset("order_amounts") is None
-    assert read_quarantine(store.config, "order_amounts") is None
+    assert read_quarantine(store.offline, "order_amounts") is None
     assert store.quality() == []
     assert store.registry.runs("order_amounts") == []
     store.close()
@@ -264,7 +264,7 @@ def test_unique_against_stored_rows_of_a_view(tmp_path: Path) -> None:
     )
     result = store.run()[0]
     assert result.rows_quarantined == 1
-    table = read_quarantine(store.config, "order_amounts")
+    table = read_quarantine(store.offline, "order_amounts")
     assert table is not None
     assert table.select(["order_id", "user_id", "_reason"]).to_pylist() == [
         {"order_id": 2, "user_id": 7, "_reason": "unique(order_id): order_id = 2 is already stored"}

@@ -106,7 +106,7 @@ def test_discard_column_drops_new_columns_and_converts_changed_ones(tmp_path: Pa
     assert store.run()[0].inserted == 3
     assert [r["amount"] for r in offline_rows(store, "spend")] == [None, 7.0, 12.5]
     assert "new columns dropped, changed ones converted" in contract_result(store)
-    assert read_quarantine(store.config, "spend") is None
+    assert read_quarantine(store.offline, "spend") is None
     store.close()
 
 
@@ -115,7 +115,7 @@ def test_discard_row_quarantines_rows_that_break_the_contract(tmp_path: Path) ->
     result = store.run()[0]
     assert (result.inserted, result.rows_quarantined) == (1, 2)
     assert offline_rows(store, "spend")[0]["amount"] == 7.0
-    table = read_quarantine(store.config, "spend")
+    table = read_quarantine(store.offline, "spend")
     assert table is not None
     reasons = sorted(table.column("_reason").to_pylist())
     assert reasons == [

@@ -18,8 +18,8 @@ from headwater import Entity, FeatureStore, FeatureView, KafkaSource, transforms
 from headwater.config import parse_config
 from headwater.errors import DefinitionError
 from headwater.transforms.runtime import StreamTransforms, apply_transforms
+from tests.engines.streaming.support import FLUSH_USER, PARTITIONS, produce, real_rows
 from tests.helpers import write_parquet
-from tests.orchestration.stream_support import FLUSH_USER, PARTITIONS, produce, real_rows
 
 BASE_MS = 1_700_000_000_000 - 1_700_000_000_000 % 60_000
 FIT = (BASE_MS, BASE_MS + 20 * 60_000)  # the first twenty minutes of events

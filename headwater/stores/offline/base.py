@@ -6,11 +6,15 @@ same input leave the table as it was. Tables are partitioned by ``event_date`` (
 ``_seq`` column: the write sequence number of the run that last changed the row, which
 ``materialize`` uses to move only what changed. A batch may carry a boolean ``_deleted`` column;
 rows flagged true delete their key (used when recomputed windows become empty).
+
+Beside the views' history a store keeps *side tables* — landing, quarantine and dead-letter
+tables — written by :meth:`OfflineStore.write_table` (see :mod:`headwater.stores.offline.tables`),
+so they follow the configured store, its credentials and plugins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -19,6 +23,7 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
     from headwater.definitions import FeatureView
+    from headwater.stores.offline.tables import TableMode
 
 SEQ = "_seq"
 DELETED = "_deleted"
@@ -56,7 +61,20 @@ class OfflineStore(Protocol):
         ...
 
     def delete_view(self, view_name: str) -> None:
-        """Remove the view's table."""
+        """Remove the view's table (or a side table, by its name)."""
+        ...
+
+    def write_table(
+        self, name: str, data: pa.RecordBatchReader, *, keys: Sequence[str], mode: TableMode
+    ) -> int:
+        """Write the side table ``name`` (a landing, quarantine or dead-letter table) keyed by
+        ``keys``: ``upsert``, ``insert`` (new keys only) or ``overwrite``; new columns are added,
+        stored ones keep their type. Returns the rows inserted or replaced. See
+        :mod:`headwater.stores.offline.tables`."""
+        ...
+
+    def read_table(self, name: str) -> pads.Dataset | None:
+        """The side table ``name`` as a pyarrow dataset (``None`` before its first write)."""
         ...
 
 

@@ -17,13 +17,12 @@ docs/decisions/0012-postgres-pool-and-bounded-writes.md.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,6 +35,7 @@ from headwater.stores.offline.base import (
     WriteStats,
     with_storage_columns,
 )
+from headwater.stores.offline.tables import Feed, TableMode, check_write, conformed
 
 if TYPE_CHECKING:
     import duckdb
@@ -95,7 +95,7 @@ class DeltaOfflineStore:
         # as a rerun after a crash between two of them needs).
         inserted = updated = deleted = 0
         con = self._duckdb()
-        feed = _Feed(schema, itertools.chain(head, rest))
+        feed = Feed(schema, itertools.chain(head, rest))
         try:
             con.register("__hw_rows", feed.reader())
             with feed.errors():
@@ -225,7 +225,7 @@ class DeltaOfflineStore:
         where = f" WHERE NOT coalesce({q(DELETED)}, false)" if has_deleted else ""
         select = ", ".join(_storable_sql(f) for f in stored)
         con = self._duckdb()
-        feed = _Feed(schema, batches)
+        feed = Feed(schema, batches)
         try:
             con.register("__hw_rows", feed.reader())
             with feed.errors():
@@ -318,6 +318,50 @@ class DeltaOfflineStore:
         table = self._table(view_name)
         return None if table is None else int(table.version())
 
+    # ------------------------------------------------------------------ side tables
+    def write_table(
+        self, name: str, data: pa.RecordBatchReader, *, keys: Sequence[str], mode: TableMode
+    ) -> int:
+        """Write a side table (see :mod:`headwater.stores.offline.tables`): a Delta table at
+        ``<path>/<name>``, merged on ``keys``."""
+        import pyarrow as pa
+        from deltalake import write_deltalake
+
+        check_write(name, keys, mode)
+        location = self.location(name)
+        options = self.storage_options or None
+        table = None if mode == "overwrite" else self._table(name)
+        if table is None:
+            feed = Feed.of(data)
+            with feed.errors():
+                write_deltalake(
+                    location,
+                    feed.reader(),
+                    mode="overwrite" if mode == "overwrite" else "append",
+                    schema_mode="overwrite" if mode == "overwrite" else None,
+                    storage_options=options,
+                )
+            return feed.rows
+        feed = Feed.of(conformed(data, pa.schema(table.schema().to_arrow()), location))
+        merger = table.merge(
+            source=feed.reader(),
+            predicate=" AND ".join(f"t.{q(k)} = s.{q(k)}" for k in keys),
+            source_alias="s",
+            target_alias="t",
+            merge_schema=True,
+        )
+        if mode == "upsert":
+            merger = merger.when_matched_update_all()
+        with feed.errors():
+            metrics = merger.when_not_matched_insert_all().execute()
+        return int(metrics.get("num_target_rows_inserted", 0)) + int(
+            metrics.get("num_target_rows_updated", 0)
+        )
+
+    def read_table(self, name: str) -> pads.Dataset | None:
+        """A side table as a pyarrow dataset (``None`` before its first write)."""
+        return self.dataset(name)
+
     def delete_view(self, view_name: str) -> None:
         location = self.location(view_name)
         if "://" in location:
@@ -335,40 +379,6 @@ MERGE_ROWS = 512 * 1024
 """Rows per MERGE of a later write (more when one partition holds more)."""
 FILE_ROWS = 4 * 1024 * 1024
 """Rows per file of a first write, at most (a partition with more gets several files)."""
-
-
-class _Feed:
-    """Batches for DuckDB to read, keeping the exception that ended them: DuckDB reports it as
-    an error of its own, and the caller should see the original."""
-
-    def __init__(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
-        self.schema = schema
-        self.batches = batches
-        self.error: BaseException | None = None
-
-    def reader(self) -> pa.RecordBatchReader:
-        import pyarrow as pa
-
-        def guarded() -> Iterator[pa.RecordBatch]:
-            try:
-                yield from self.batches
-            except Exception as exc:
-                self.error = exc
-                raise
-
-        return pa.RecordBatchReader.from_batches(self.schema, guarded())
-
-    @contextlib.contextmanager
-    def errors(self) -> Iterator[None]:
-        """Re-raise the batches' own exception in place of DuckDB's report of it."""
-        import duckdb
-
-        try:
-            yield
-        except duckdb.Error:
-            if self.error is not None:
-                raise self.error from None
-            raise
 
 
 class _PartitionFiles:

@@ -4,6 +4,10 @@ For engines that read Parquet but not Delta. A write stages the incoming rows, t
 each touched partition as one new file (old rows with the same key replaced or deleted) and
 swaps it in with an atomic rename; a crash leaves either the old or the new partition file,
 and a rerun converges to the same content. No time travel.
+
+Side tables (landing, quarantine, dead letters) are one Parquet file each,
+``<path>/<name>/data.parquet``, rewritten whole by each write and swapped in with an atomic
+rename.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from headwater.sql import quote_ident as q
 from headwater.sql import sql_literal
 from headwater.stores.offline.base import DELETED, PARTITION, SEQ, WriteStats, with_storage_columns
+from headwater.stores.offline.tables import Feed, TableMode, check_write, conformed
 
 if TYPE_CHECKING:
     import duckdb
@@ -27,6 +33,10 @@ if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.config.models import ParquetOfflineStore as ParquetConfig
     from headwater.definitions import FeatureView
+
+
+TABLE_FILE = "data.parquet"
+"""The one file of a side table."""
 
 
 class ParquetOfflineStore:
@@ -154,6 +164,63 @@ class ParquetOfflineStore:
             partitioning=pads.partitioning(pa.schema([(PARTITION, pa.date32())]), flavor="hive"),
             partition_base_dir=str(location),
         )
+
+    # ------------------------------------------------------------------ side tables
+    def write_table(
+        self, name: str, data: pa.RecordBatchReader, *, keys: Sequence[str], mode: TableMode
+    ) -> int:
+        """Write a side table (see :mod:`headwater.stores.offline.tables`): the stored rows and
+        the incoming ones are combined in DuckDB into a new file that replaces the old one."""
+        import duckdb
+        import pyarrow.parquet as pq
+
+        check_write(name, keys, mode)
+        folder = Path(self.location(name))
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / TABLE_FILE
+        stored = None if mode == "overwrite" or not target.exists() else pq.read_schema(target)
+        if stored is not None:
+            data = conformed(data, stored, str(folder))
+        con = duckdb.connect()
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            feed = Feed.of(data)
+            con.register("__hw_in", feed.reader())
+            with feed.errors():
+                con.execute("CREATE TEMP TABLE incoming AS SELECT * FROM __hw_in")
+            merged, changed = "SELECT * FROM incoming", "incoming"
+            if stored is not None:
+                path = sql_literal(str(target))
+                con.execute(f"CREATE TEMP VIEW stored AS SELECT * FROM read_parquet({path})")
+                match = " AND ".join(f"s.{q(k)} = i.{q(k)}" for k in keys)
+                if mode == "upsert":
+                    merged = (
+                        f"SELECT s.* FROM stored AS s ANTI JOIN incoming AS i ON {match} "
+                        "UNION ALL BY NAME SELECT * FROM incoming"
+                    )
+                else:
+                    con.execute(
+                        "CREATE TEMP TABLE fresh AS SELECT i.* FROM incoming AS i "
+                        f"ANTI JOIN stored AS s ON {match}"
+                    )
+                    merged = "SELECT * FROM stored UNION ALL BY NAME SELECT * FROM fresh"
+                    changed = "fresh"
+            written = int(con.sql(f"SELECT count(*) FROM {changed}").fetchall()[0][0])
+            if stored is not None and not written:
+                return 0
+            staging = folder / f".{TABLE_FILE}.{uuid.uuid4().hex}.tmp"
+            con.execute(f"COPY ({merged}) TO {sql_literal(str(staging))} (FORMAT parquet)")
+            os.replace(staging, target)
+            return written
+        finally:
+            con.close()
+
+    def read_table(self, name: str) -> pads.Dataset | None:
+        """A side table as a pyarrow dataset (``None`` before its first write)."""
+        import pyarrow.dataset as pads
+
+        target = Path(self.location(name)) / TABLE_FILE
+        return pads.dataset(str(target), format="parquet") if target.exists() else None
 
     def delete_view(self, view_name: str) -> None:
         shutil.rmtree(self.location(view_name), ignore_errors=True)

@@ -18,13 +18,18 @@ from headwater.stores.registry._registry import (
     FINAL_STATUSES,
     RUN_KINDS,
     SCHEMA_VERSION,
+    STATUSES,
     Registry,
 )
+from headwater.stores.registry._runs import HEARTBEAT_S, LEASE_S
 
 __all__ = [
     "FINAL_STATUSES",
+    "HEARTBEAT_S",
+    "LEASE_S",
     "RUN_KINDS",
     "SCHEMA_VERSION",
+    "STATUSES",
     "ApplyDiff",
     "CheckRecord",
     "DefinitionRecord",

@@ -12,8 +12,8 @@ from headwater.errors import DefinitionError
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One pipeline run of a view: ``kind`` is run/materialize/backfill, ``status``
-    running/success/failed."""
+    """One pipeline run of a view: ``kind`` is run/backfill/materialize/stream, ``status``
+    running/success/failed/aborted (its process died without finishing it)."""
 
     run_id: str
     view: str

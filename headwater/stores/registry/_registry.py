@@ -3,54 +3,43 @@
 from __future__ import annotations
 
 import json
-import secrets
 import threading
-import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from headwater.config.models import PostgresRegistry, ProjectConfig, SqliteRegistry
-from headwater.errors import ConfigError, NotFound, StaleCheckpoint
-from headwater.observability.redact import redact
+from headwater.errors import ConfigError, StaleCheckpoint
 from headwater.stores.registry._checks import QualityRecords
 from headwater.stores.registry._fitted import FittedRecords
 from headwater.stores.registry._records import (
     ApplyDiff,
     DefinitionRecord,
-    RunRecord,
     StreamPartition,
     canonical_specs,
     diff_specs,
 )
-from headwater.stores.registry._sql import DDL, Db, PostgresDb, SqliteDb
+from headwater.stores.registry._runs import FINAL_STATUSES, RUN_KINDS, STATUSES, RunRecords
+from headwater.stores.registry._sql import DDL, MIGRATIONS, Db, PostgresDb, SqliteDb
 
 if TYPE_CHECKING:
     from types import TracebackType
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the registry tables; stored in ``meta`` so later releases can migrate."""
-
-RUN_KINDS = ("run", "materialize", "backfill", "stream")
-FINAL_STATUSES = ("success", "failed")
 
 _LATEST = (
     "SELECT kind, name, version, spec, applied_at, removed_at FROM {definitions} d"
     " WHERE version = (SELECT MAX(version) FROM {definitions} m"
     " WHERE m.kind = d.kind AND m.name = d.name) ORDER BY kind, name"
 )
-_SELECT_RUNS = (
-    "SELECT run_id, view_name, kind, status, started_at, ended_at, rows_in, rows_out, error,"
-    " details FROM {runs} WHERE view_name = COALESCE(?, view_name) AND kind = COALESCE(?, kind)"
-    " AND status = COALESCE(?, status) ORDER BY started_at DESC, id DESC LIMIT ?"
-)
 
 
-class Registry(QualityRecords, FittedRecords):
-    """Metadata of a project: definitions, view schemas, runs, checkpoints and a counter
-    (check results and source schemas: :class:`QualityRecords`; statistics of fitted
-    transforms: :class:`FittedRecords`).
+class Registry(RunRecords, QualityRecords, FittedRecords):
+    """Metadata of a project: definitions, view schemas, checkpoints and a counter (the run
+    history: :class:`RunRecords`; check results and source schemas: :class:`QualityRecords`;
+    statistics of fitted transforms: :class:`FittedRecords`).
 
     An instance is safe to share between threads (calls are serialised); several instances
     and processes may use the same registry concurrently.
@@ -110,6 +99,13 @@ class Registry(QualityRecords, FittedRecords):
             found = int(
                 self._db.run("SELECT value FROM {meta} WHERE name = 'schema_version'")[0][0]
             )
+            while found < SCHEMA_VERSION and found in MIGRATIONS:
+                for statement in MIGRATIONS[found]:
+                    self._db.run(statement)
+                found += 1
+                self._db.run(
+                    "UPDATE {meta} SET value = ? WHERE name = 'schema_version'", (str(found),)
+                )
         if found > SCHEMA_VERSION:
             raise ConfigError(
                 f"the registry has schema version {found}, but this headwater supports up to "
@@ -221,98 +217,6 @@ class Registry(QualityRecords, FittedRecords):
                 "SELECT arrow_schema FROM {view_schemas} WHERE view_name = ?", (view,)
             )
         return pa.ipc.read_schema(pa.py_buffer(bytes(rows[0][0]))) if rows else None
-
-    # -------------------------------------------------------------- runs
-    def start_run(self, view: str, kind: str = "run", details: dict[str, Any] | None = None) -> str:
-        """Record a run as ``running`` and return its id (32 hex characters, time-sortable)."""
-        if kind not in RUN_KINDS:
-            raise ValueError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
-        run_id = f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
-        with self._lock, self._db.transaction():
-            self._db.run(
-                "INSERT INTO {runs} (run_id, view_name, kind, status, started_at, details)"
-                " VALUES (?, ?, ?, 'running', ?, ?)",
-                (run_id, view, kind, self._db.to_db_ts(_now()), json.dumps(details or {})),
-            )
-        return run_id
-
-    def finish_run(
-        self,
-        run_id: str,
-        status: str,
-        *,
-        rows_in: int = 0,
-        rows_out: int = 0,
-        error: str | None = None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        """Record the end of a run.
-
-        Args:
-            run_id: The id :meth:`start_run` returned.
-            status: ``"success"`` or ``"failed"``.
-            rows_in: Rows read.
-            rows_out: Rows written.
-            error: Error text; secrets in it are redacted before storing.
-            details: Merged into the details given at start.
-
-        Raises:
-            NotFound: No run has this id.
-        """
-        if status not in FINAL_STATUSES:
-            raise ValueError(f"a run finishes with one of {FINAL_STATUSES}, got {status!r}")
-        with self._lock, self._db.transaction():
-            rows = self._db.run("SELECT details FROM {runs} WHERE run_id = ?", (run_id,))
-            if not rows:
-                raise NotFound(f"no run with id {run_id!r}", fix="pass an id from start_run()")
-            merged = {**json.loads(rows[0][0]), **(details or {})}
-            self._db.run(
-                "UPDATE {runs} SET status = ?, ended_at = ?, rows_in = ?, rows_out = ?,"
-                " error = ?, details = ? WHERE run_id = ?",
-                (
-                    status,
-                    self._db.to_db_ts(_now()),
-                    rows_in,
-                    rows_out,
-                    None if error is None else redact(error),
-                    json.dumps(merged),
-                    run_id,
-                ),
-            )
-
-    def runs(
-        self, view: str | None = None, kind: str | None = None, limit: int = 20
-    ) -> list[RunRecord]:
-        """Recent runs, newest first, optionally of one view and/or kind."""
-        return self._select_runs(view, kind, None, limit)
-
-    def last_run(
-        self, view: str, kind: str = "run", status: str | None = "success"
-    ) -> RunRecord | None:
-        """The newest run of ``view`` of this kind with this status (any status if ``None``)."""
-        found = self._select_runs(view, kind, status, 1)
-        return found[0] if found else None
-
-    def _select_runs(
-        self, view: str | None, kind: str | None, status: str | None, limit: int
-    ) -> list[RunRecord]:
-        with self._lock:
-            rows = self._db.run(_SELECT_RUNS, (view, kind, status, limit))
-        return [
-            RunRecord(
-                run_id=r[0],
-                view=r[1],
-                kind=r[2],
-                status=r[3],
-                started_at=self._db.from_db_ts(r[4]),
-                ended_at=None if r[5] is None else self._db.from_db_ts(r[5]),
-                rows_in=int(r[6]),
-                rows_out=int(r[7]),
-                error=r[8],
-                details=json.loads(r[9]),
-            )
-            for r in rows
-        ]
 
     # -------------------------------------------------------------- checkpoints
     def get_checkpoint(self, name: str) -> Any | None:
@@ -464,3 +368,12 @@ class Registry(QualityRecords, FittedRecords):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "RUN_KINDS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "Registry",
+]

@@ -42,7 +42,8 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {runs} (id {serial}, run_id TEXT NOT NULL UNIQUE,"
     " view_name TEXT NOT NULL, kind TEXT NOT NULL, status TEXT NOT NULL,"
     " started_at {ts} NOT NULL, ended_at {ts}, rows_in BIGINT NOT NULL DEFAULT 0,"
-    " rows_out BIGINT NOT NULL DEFAULT 0, error TEXT, details TEXT NOT NULL)",
+    " rows_out BIGINT NOT NULL DEFAULT 0, error TEXT, details TEXT NOT NULL, owner TEXT,"
+    " heartbeat_at {ts})",
     "CREATE INDEX IF NOT EXISTS runs_view_kind_started ON {runs} (view_name, kind, started_at)",
     "CREATE TABLE IF NOT EXISTS {checkpoints} (name TEXT PRIMARY KEY, value TEXT NOT NULL,"
     " updated_at {ts} NOT NULL)",
@@ -69,6 +70,16 @@ DDL = (
     " rows_fitted BIGINT NOT NULL, view_version INTEGER, fitted_at {ts} NOT NULL,"
     " PRIMARY KEY (view_name, step_key))",
 )
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: runs know their owner process and its heartbeat (dead runs become "aborted").
+    1: (
+        "ALTER TABLE {runs} ADD COLUMN owner TEXT",
+        "ALTER TABLE {runs} ADD COLUMN heartbeat_at {ts}",
+    ),
+}
+"""Statements that bring a registry of schema version N to N + 1, run in the bootstrap
+transaction."""
 
 
 class Db(ABC):

@@ -13,7 +13,7 @@ import pytest
 
 from headwater.connectors import open_connector
 from headwater.errors import DefinitionError
-from tests.connectors.test_postgres import make_store, sql
+from tests.connectors.postgres.test_reader import make_store, sql
 
 pytestmark = pytest.mark.postgres
 

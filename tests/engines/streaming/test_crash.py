@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from headwater import FeatureStore
-from tests.orchestration.stream_support import (
+from tests.engines.streaming.support import (
     FLUSH_USER,
     PARTITIONS,
     make_events,

@@ -27,6 +27,7 @@ from headwater.connectors.sinks.base import SinkError
 from headwater.connectors.sinks.typemap import redshift_type
 from headwater.errors import ConfigError, ConnectionFailed
 from tests.helpers import TS
+from tests.helpers import aws_client as client
 
 TARGET = '"analytics"."user_daily"'
 STATE = '"analytics"."headwater_sink_state"'
@@ -198,27 +199,6 @@ def test_types_redshift_cannot_load_say_so(dtype: pa.DataType) -> None:
 
 
 # ---------------------------------------------------------------------- S3 staging (moto)
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-def client(endpoint: str, service: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Where a streaming view's dead letters go: a Kafka topic, or a Delta table beside the view.
+"""Where a streaming view's dead letters go: a Kafka topic, or a side table of the offline store.
 
 A dead letter is a message that could not be decoded, broke the schema, had no event time or
 join key, was too large, or arrived after every window it belongs to had closed. None is
@@ -63,18 +63,18 @@ def dead_letter_schema() -> pa.Schema:
 
 
 class TableDeadLetters:
-    """Dead letters in the Delta table ``<offline store path>/<view>__dead_letters/``."""
+    """Dead letters in the offline store's side table ``<view>__dead_letters``, keyed by
+    (topic, partition, offset)."""
 
     def __init__(self, offline: OfflineStore, view_name: str) -> None:
-        self.location = offline.location(view_name + DEAD_LETTER_SUFFIX)
-        self._storage: dict[str, str] | None = getattr(offline, "storage_options", None) or None
+        self.offline = offline
+        self.name = view_name + DEAD_LETTER_SUFFIX
+        self.location = offline.location(self.name)
 
     def write(self, letters: Sequence[DeadLetter], run_id: str) -> None:
         if not letters:
             return
         import pyarrow as pa
-        from deltalake import DeltaTable, write_deltalake
-        from deltalake.exceptions import TableNotFoundError
 
         now = datetime.now(UTC)
         columns: dict[str, list[Any]] = {
@@ -90,29 +90,11 @@ class TableDeadLetters:
             "recorded_at": [now] * len(letters),
         }
         table = pa.table(columns, schema=dead_letter_schema())
-        try:
-            target = DeltaTable(self.location, storage_options=self._storage)
-        except TableNotFoundError:
-            write_deltalake(self.location, table, storage_options=self._storage)
-            return
-        (
-            target.merge(
-                source=table,
-                predicate='t."topic" = s."topic" AND t."partition" = s."partition" '
-                'AND t."offset" = s."offset"',
-                source_alias="s",
-                target_alias="t",
-            )
-            .when_not_matched_insert_all()
-            .execute()
+        self.offline.write_table(
+            self.name, table.to_reader(), keys=["topic", "partition", "offset"], mode="insert"
         )
 
     def read(self) -> pa.Table:
         """Everything recorded so far (empty when nothing was)."""
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            return DeltaTable(self.location, storage_options=self._storage).to_pyarrow_table()
-        except TableNotFoundError:
-            return dead_letter_schema().empty_table()
+        dataset = self.offline.read_table(self.name)
+        return dead_letter_schema().empty_table() if dataset is None else dataset.to_table()

@@ -23,8 +23,8 @@ from headwater.connectors.postgres.pool import (
     reader_pool,
 )
 from headwater.errors import ConfigError, ConnectionFailed
-from tests.connectors.test_pg_partitions import defs as partition_defs
-from tests.connectors.test_postgres import (
+from tests.connectors.postgres.test_partitions import defs as partition_defs
+from tests.connectors.postgres.test_reader import (
     BASE_ORDERS,
     BIG_DEFS,
     BIG_ROWS,

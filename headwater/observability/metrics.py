@@ -1,4 +1,5 @@
-"""Prometheus metrics of streaming workers, in a registry of their own.
+"""Prometheus metrics of pipeline work in this process (runs and streaming workers), in a
+registry of their own.
 
 ``headwater stream --metrics-port PORT`` serves them over HTTP (``/metrics``):
 
@@ -12,6 +13,9 @@
 ``headwater_stream_batches_total``               committed micro-batches, by view
 ``headwater_stream_watermark_ms``                the worker's watermark (epoch ms), by view
 ``headwater_stream_batch_seconds``               time to process and commit one micro-batch
+``headwater_runs_total``                         recorded runs that ended, by view, kind (run,
+                                                 backfill, materialize, stream) and status
+``headwater_run_seconds``                        how long recorded runs took, by view and kind
 ================================================ =============================================
 """
 
@@ -52,6 +56,17 @@ BATCH_SECONDS = Histogram(
     ["view"],
     registry=REGISTRY,
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+RUNS = Counter(
+    "headwater_runs", "Recorded runs that ended.", ["view", "kind", "status"], registry=REGISTRY
+)
+RUN_SECONDS = Histogram(
+    "headwater_run_seconds",
+    "How long recorded runs took.",
+    ["view", "kind"],
+    registry=REGISTRY,
+    buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0),
 )
 
 

@@ -18,7 +18,7 @@ from headwater.connectors import open_connector
 from headwater.connectors.postgres.partitions import condition, cut, ranges
 from headwater.connectors.postgres.reader import PostgresConnector
 from headwater.errors import DefinitionError
-from tests.connectors.test_postgres import create_big, kill_during_reads, make_store, sql
+from tests.connectors.postgres.test_reader import create_big, kill_during_reads, make_store, sql
 
 pytestmark = pytest.mark.postgres
 

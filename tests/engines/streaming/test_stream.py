@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from headwater import FeatureStore
+from headwater.engines.streaming.dead_letters import TableDeadLetters
 from headwater.errors import ConfigError, DefinitionError
-from headwater.orchestration.dead_letters import TableDeadLetters
-from headwater.orchestration.stream import StreamOptions
-from tests.orchestration.stream_support import (
+from headwater.orchestration.workers import StreamOptions
+from tests.engines.streaming.support import (
     FLUSH_USER,
     PARTITIONS,
     make_events,
@@ -36,7 +36,7 @@ def _stream_and_batch(store: FeatureStore, windows: tuple[str, ...] = WINDOWS) -
 
 
 def _dead_letter_metric(check: str) -> float:
-    from headwater.observability.stream_metrics import REGISTRY
+    from headwater.observability.metrics import REGISTRY
 
     labels = {"view": "stream_tumbling", "check": check}
     return REGISTRY.get_sample_value("headwater_stream_dead_letters_total", labels) or 0.0
@@ -251,8 +251,8 @@ def test_checks_quarantine_the_same_rows_in_streaming_and_batch(
         store.run(["batch_checked"])
         (stats,) = store.stream(["stream_checked"], until_caught_up=True)
         assert real_rows(store, "stream_checked") == real_rows(store, "batch_checked")
-        streamed = read_quarantine(store.config, "stream_checked")
-        batched = read_quarantine(store.config, "batch_checked")
+        streamed = read_quarantine(store.offline, "stream_checked")
+        batched = read_quarantine(store.offline, "batch_checked")
         assert streamed is not None and batched is not None
         assert stats.rows_quarantined == streamed.num_rows > 0
         assert streamed.num_rows == batched.num_rows
