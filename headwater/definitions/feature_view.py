@@ -26,9 +26,9 @@ from headwater.definitions.entity import Entity
 from headwater.definitions.naming import check_name
 from headwater.definitions.sinks import Sink
 from headwater.definitions.sources import Source
+from headwater.definitions.steps import Step, step_list
 from headwater.definitions.windows import Window
 from headwater.errors import DefinitionError
-from headwater.transforms.steps import Step, step_list
 
 RESERVED_COLUMNS = frozenset({"event_timestamp", "created_timestamp", "event_date"})
 

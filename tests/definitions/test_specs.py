@@ -35,8 +35,8 @@ from headwater import (
     checks,
     transforms,
 )
+from headwater.definitions.steps import step_key
 from headwater.stores.registry._records import canonical
-from headwater.transforms.steps import step_key
 
 PINNED = Path(__file__).resolve().parents[1] / "resources" / "pinned_specs.json"
 
