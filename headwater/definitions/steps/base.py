@@ -64,13 +64,17 @@ class Step:
     """Base of every cleaning step.
 
     A kind sets ``kind`` (its name in specs and messages), declares its own fields, checks and
-    normalises them in ``__post_init__`` and returns them from ``params()``. Class attributes
+    normalises them in ``__post_init__`` (after calling this one) and returns them from
+    ``params()``. Class attributes
     say how a step behaves: ``STREAMING`` — it gives the same rows when applied to each
     micro-batch as when applied to the whole batch (row-level steps).
     """
 
     kind: ClassVar[str] = ""
     STREAMING: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        """Nothing to check here; a kind checks its fields after calling this."""
 
     @property
     def label(self) -> str:

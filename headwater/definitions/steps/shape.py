@@ -25,6 +25,7 @@ class Dedupe(Step):
     order_by: Sequence[str] = ()
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "keys", column_names(self.keys, self.kind, "keys"))
         object.__setattr__(self, "order_by", column_names(self.order_by, self.kind))
 
@@ -48,6 +49,7 @@ class Rename(Step):
     names: tuple[tuple[str, str], ...]
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         pairs = tuple(self.names.items()) if isinstance(self.names, Mapping) else self.names
         names = tuple(
             (column_name(old, self.kind), column_name(to, self.kind)) for old, to in pairs
@@ -76,6 +78,7 @@ class ColumnsStep(Step):
     columns: Sequence[str]
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         object.__setattr__(self, "columns", column_names(self.columns, self.kind, "columns"))
 
     @property
@@ -110,6 +113,7 @@ class Pivot(Step):
     agg: str = "max"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         column = column_name(self.column, self.kind)
         column_name(self.values, self.kind)
         pairs = tuple(self.names.items()) if isinstance(self.names, Mapping) else self.names
@@ -173,6 +177,7 @@ class PythonTransform(Step):
     name: str = ""
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         check_frame(self.frame)
         if not callable(self.function):
             raise DefinitionError(

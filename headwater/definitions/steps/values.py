@@ -34,6 +34,7 @@ class ColumnStep(Step):
     column: str
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         column_name(self.column, self.kind)
 
     @property
@@ -202,6 +203,7 @@ class Cast(Step):
     on_error: str = "fail"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         pairs = tuple(self.types.items()) if isinstance(self.types, Mapping) else self.types
         if not pairs:
             raise DefinitionError("cast needs at least one column", fix='cast("x", "DOUBLE")')
