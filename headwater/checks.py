@@ -29,9 +29,8 @@ These objects are plain declarations; :mod:`headwater.quality` evaluates them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from headwater.definitions.checks import (
     SCHEMA_MODES,
@@ -53,12 +52,8 @@ from headwater.definitions.checks import (
     Sql,
     Unique,
     Value,
-    normalise_type,
 )
-from headwater.errors import DefinitionError
-
-if TYPE_CHECKING:
-    from headwater.definitions.durations import Duration
+from headwater.definitions.durations import Duration, to_millis
 
 
 def not_null(
@@ -69,10 +64,7 @@ def not_null(
     name: str | None = None,
 ) -> NotNull:
     """Rows where ``column`` is null fail."""
-    column = _column(column, "not_null")
-    return NotNull(
-        name=name or f"not_null({column})", column=column, severity=severity, mostly=mostly
-    )
+    return NotNull(name=name or "", column=column, severity=severity, mostly=mostly)
 
 
 def unique(
@@ -85,15 +77,11 @@ def unique(
     """Rows sharing the values of ``columns`` fail — every copy, in the batch; and, when
     ``stored``, a row whose values are already stored under another row key (a rerun that
     rewrites the same rows is not a duplicate). Rows with a null in ``columns`` are not
-    checked."""
-    keys = _columns(columns, "unique")
-    return Unique(
-        name=name or f"unique({','.join(keys)})",
-        keys=keys,
-        stored=bool(stored),
-        severity=severity,
-        mostly=mostly,
-    )
+    checked. ``unique("a", "b")`` and ``unique(["a", "b"])`` are the same check."""
+    keys: tuple[str, ...] = columns
+    if len(columns) == 1 and isinstance(columns[0], list | tuple):
+        keys = tuple(columns[0])
+    return Unique(name=name or "", keys=keys, stored=stored, severity=severity, mostly=mostly)
 
 
 def between(
@@ -106,28 +94,8 @@ def between(
     name: str | None = None,
 ) -> Between:
     """Values outside ``[min_value, max_value]`` (inclusive; either bound may be None) fail."""
-    column = _column(column, "between")
-    where = f"check {name or f'between({column})'!r}"
-    if min_value is None and max_value is None:
-        raise DefinitionError(f"{where}: give min_value, max_value or both", fix="between(c, 0)")
-    for bound in (min_value, max_value):
-        if bound is not None and not isinstance(bound, Value):
-            raise DefinitionError(
-                f"{where}: bound {bound!r} is not a number, text, date or datetime",
-                fix="e.g. between('amount', 0, 100_000)",
-            )
-    if min_value is not None and max_value is not None:
-        try:
-            ordered = min_value <= max_value  # type: ignore[operator]  # mixed types raise below
-        except TypeError:
-            ordered = False
-        if not ordered:
-            raise DefinitionError(
-                f"{where}: min_value {min_value!r} is not <= max_value {max_value!r}",
-                fix="pass the lower bound first",
-            )
     return Between(
-        name=name or f"between({column})",
+        name=name or "",
         column=column,
         min_value=min_value,
         max_value=max_value,
@@ -145,23 +113,7 @@ def in_set(
     name: str | None = None,
 ) -> InSet:
     """Values not in ``values`` fail."""
-    column = _column(column, "in_set")
-    label = name or f"in_set({column})"
-    if isinstance(values, str | bytes) or not isinstance(values, Sequence | set | frozenset):
-        raise DefinitionError(
-            f"check {label!r}: values must be a list, not {values!r}",
-            fix='e.g. in_set("status", ["new", "paid"])',
-        )
-    items = tuple(values)
-    if not items:
-        raise DefinitionError(f"check {label!r}: the set of values is empty", fix="list them")
-    for item in items:
-        if not isinstance(item, Value):
-            raise DefinitionError(
-                f"check {label!r}: {item!r} is not a number, text, date or datetime",
-                fix="list plain values",
-            )
-    return InSet(name=label, column=column, values=items, severity=severity, mostly=mostly)
+    return InSet(name=name or "", column=column, values=values, severity=severity, mostly=mostly)
 
 
 def matches(
@@ -174,20 +126,9 @@ def matches(
 ) -> Matches:
     """Values (as text) in which ``pattern`` finds no match fail (anchor with ``^...$`` to
     match the whole value). The pattern is RE2 syntax, as DuckDB's ``regexp_matches``."""
-    column = _column(column, "matches")
-    label = name or f"matches({column})"
-    if not isinstance(pattern, str) or not pattern:
-        raise DefinitionError(
-            f"check {label!r}: pattern must be a non-empty string", fix=r"e.g. r'^\d+$'"
-        )
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise DefinitionError(
-            f"check {label!r}: the regular expression {pattern!r} does not compile: {exc}",
-            fix="fix the pattern (RE2 syntax; escape backslashes or use a raw string r'...')",
-        ) from None
-    return Matches(name=label, column=column, pattern=pattern, severity=severity, mostly=mostly)
+    return Matches(
+        name=name or "", column=column, pattern=pattern, severity=severity, mostly=mostly
+    )
 
 
 def max_length(
@@ -199,13 +140,9 @@ def max_length(
     name: str | None = None,
 ) -> MaxLength:
     """Values longer than ``length`` (characters; list elements; bytes for blobs) fail."""
-    column = _column(column, "max_length")
-    label = name or f"max_length({column})"
-    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-        raise DefinitionError(
-            f"check {label!r}: length={length!r} is not a non-negative int", fix="e.g. 64"
-        )
-    return MaxLength(name=label, column=column, length=length, severity=severity, mostly=mostly)
+    return MaxLength(
+        name=name or "", column=column, length=length, severity=severity, mostly=mostly
+    )
 
 
 def type_(
@@ -219,17 +156,12 @@ def type_(
     """Values that cannot be read as ``type_name`` fail (e.g. text ``"12.x"`` for ``DOUBLE``).
 
     ``type_name`` is a DuckDB type (``BIGINT``, ``DOUBLE``, ``DECIMAL(12,2)``, ``DATE``,
-    ``TIMESTAMPTZ``, ``VARCHAR``...) or an Arrow-style alias (``int64``, ``float64``,
-    ``string``). Spelled ``checks.type`` in definitions.
+    ``TIMESTAMPTZ``, ``VARCHAR``...) or an Arrow or Python alias (``int64``, ``float64``,
+    ``string``; the table is :data:`headwater.definitions.types.TYPE_ALIASES`, shared with
+    ``transforms.cast``). Spelled ``checks.type`` in definitions.
     """
-    column = _column(column, "type")
-    label = name or f"type({column})"
     return ConformsTo(
-        name=label,
-        column=column,
-        type_name=normalise_type(type_name, label),
-        severity=severity,
-        mostly=mostly,
+        name=name or "", column=column, type_name=type_name, severity=severity, mostly=mostly
     )
 
 
@@ -240,16 +172,10 @@ def schema(
     severity: Literal["warn", "fail"] = "fail",
     name: str = "schema",
 ) -> Schema:
-    """The batch has ``columns`` with exactly these types; with ``exact``, no other columns."""
-    if not isinstance(columns, Mapping) or not columns:
-        raise DefinitionError(
-            f"check {name!r}: columns must be a non-empty mapping name -> type",
-            fix='e.g. checks.schema({"user_id": "BIGINT", "amount": "DOUBLE"})',
-        )
-    types = tuple(
-        (_column(column, "schema"), normalise_type(kind, name)) for column, kind in columns.items()
-    )
-    return Schema(name=name, types=types, exact=bool(exact), severity=severity)
+    """The batch has ``columns`` with exactly these types (DuckDB types or aliases, as for
+    :func:`type_`); with ``exact``, no other columns."""
+    types = tuple(columns.items()) if isinstance(columns, Mapping) else ()
+    return Schema(name=name, types=types, exact=exact, severity=severity)
 
 
 def row_count(
@@ -260,17 +186,6 @@ def row_count(
     name: str = "row_count",
 ) -> RowCount:
     """The batch (the rows one run reads, or one view computes) has between min and max rows."""
-    for bound in (min, max):
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
-            raise DefinitionError(f"check {name!r}: {bound!r} is not a row count", fix="min=1")
-        if bound is not None and bound < 0:
-            raise DefinitionError(f"check {name!r}: {bound!r} is negative", fix="min=1")
-    if min is None and max is None:
-        raise DefinitionError(f"check {name!r}: give min, max or both", fix="row_count(min=1)")
-    if min is not None and max is not None and min > max:
-        raise DefinitionError(
-            f"check {name!r}: min {min} is above max {max}", fix="pass the smaller bound as min"
-        )
     return RowCount(name=name, min_rows=min, max_rows=max, severity=severity)
 
 
@@ -283,15 +198,8 @@ def freshness(
 ) -> Freshness:
     """The newest value of ``column`` (default: the event time) is at most ``max_age`` old
     when the check runs. A batch without any value fails."""
-    from headwater.definitions.durations import to_millis
-
     millis = to_millis(max_age, what=f"check {name!r}: max_age")
-    return Freshness(
-        name=name,
-        max_age_ms=millis,
-        column=None if column is None else _column(column, "freshness"),
-        severity=severity,
-    )
+    return Freshness(name=name, max_age_ms=millis, column=column, severity=severity)
 
 
 def expression(
@@ -302,10 +210,7 @@ def expression(
     name: str | None = None,
 ) -> Expression:
     """Rows for which the SQL boolean ``sql`` (DuckDB, over the row's columns) is false fail."""
-    if not isinstance(sql, str) or not sql.strip():
-        raise DefinitionError("an expression check needs a SQL boolean", fix="'amount >= 0'")
-    label = name or f"expression({_short(sql)})"
-    return Expression(name=label, sql=sql.strip(), severity=severity, mostly=mostly)
+    return Expression(name=name or "", sql=sql, severity=severity, mostly=mostly)
 
 
 def sql(
@@ -322,12 +227,7 @@ def sql(
     ``SELECT user_id FROM {rows} GROUP BY user_id HAVING count(*) > 100`` matches every row of
     those users).
     """
-    if not isinstance(query, str) or "{rows}" not in query:
-        raise DefinitionError(
-            f"check {name!r}: the query must select from {{rows}} (the batch)",
-            fix="e.g. 'SELECT * FROM {rows} WHERE amount > credit_limit'",
-        )
-    return Sql(name=name, query=query.strip(), severity=severity, mostly=mostly)
+    return Sql(name=name, query=query, severity=severity, mostly=mostly)
 
 
 def python(
@@ -345,15 +245,10 @@ def python(
     single bool for the whole batch. Use it plain, ``checks.python(fn, severity="warn")``, or as
     a decorator, ``@checks.python(severity="warn")``.
     """
-    only = () if columns is None else _columns(tuple(columns), "python")
 
     def build(fn: BatchFunction) -> Python:
-        if not callable(fn):
-            raise DefinitionError(
-                f"a python check needs a function, not {fn!r}", fix="checks.python(my_function)"
-            )
-        label = name or f"python({getattr(fn, '__name__', 'check')})"
-        return Python(name=label, function=fn, only=only, severity=severity, mostly=mostly)
+        only = None if columns is None else tuple(columns)
+        return Python(name=name or "", function=fn, only=only, severity=severity, mostly=mostly)
 
     if function is None:
         return build
@@ -363,27 +258,6 @@ def python(
 # ``checks.type(...)``: the issue's spelling. It shadows the builtin in this module: nothing here
 # calls ``type()``.
 type = type_
-
-
-def _column(column: object, kind: str) -> str:
-    if not isinstance(column, str) or not column:
-        raise DefinitionError(
-            f"a {kind} check needs a column name, not {column!r}", fix=f'{kind}("user_id", ...)'
-        )
-    return column
-
-
-def _columns(columns: tuple[object, ...], kind: str) -> tuple[str, ...]:
-    if len(columns) == 1 and isinstance(columns[0], list | tuple):
-        columns = tuple(columns[0])
-    if not columns:
-        raise DefinitionError(f"a {kind} check needs at least one column", fix=f'{kind}("id")')
-    return tuple(_column(c, kind) for c in columns)
-
-
-def _short(text: str, limit: int = 60) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
 __all__ = [

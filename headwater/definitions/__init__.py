@@ -1,5 +1,9 @@
 """The declarative objects users write: entities, sources, windows, aggregations, feature views,
-sinks."""
+sinks, checks and cleaning steps.
+
+Every declaration is a frozen keyword-only dataclass that checks and normalises its fields in
+``__post_init__``; this layer imports nothing of headwater but ``errors`` and ``sql``.
+"""
 
 from headwater.definitions.aggregations import (
     AGGREGATIONS,
@@ -17,7 +21,8 @@ from headwater.definitions.feature_view import FeatureView
 from headwater.definitions.kafka import KafkaSource
 from headwater.definitions.redshift import RedshiftSource
 from headwater.definitions.sinks import PostgresSink, RedshiftSink, Sink
-from headwater.definitions.sources import FileSource, PostgresSource, Source, SqliteSource
+from headwater.definitions.sources import FileSource, Source
+from headwater.definitions.tables import PostgresSource, SqliteSource
 from headwater.definitions.windows import Hopping, Tumbling, Window
 
 __all__ = [

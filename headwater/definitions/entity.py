@@ -9,17 +9,18 @@ from headwater.definitions.naming import check_name
 from headwater.errors import DefinitionError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Entity:
     """A named join key (one or more columns), e.g. ``Entity("user", join_keys=["user_id"])``.
 
     Args:
         name: unique name of the entity.
-        join_keys: the columns that identify one instance of the entity.
+        join_keys: the columns that identify one instance of the entity (a lone column name
+            is accepted).
         description: free text shown in ``headwater status`` and the dashboard.
     """
 
-    name: str
+    name: str = field(kw_only=False)
     join_keys: list[str] = field(default_factory=list)
     description: str = ""
 

@@ -26,14 +26,14 @@ from headwater.definitions.entity import Entity
 from headwater.definitions.naming import check_name
 from headwater.definitions.sinks import Sink
 from headwater.definitions.sources import Source
+from headwater.definitions.steps import Step, step_list
 from headwater.definitions.windows import Window
 from headwater.errors import DefinitionError
-from headwater.transforms.steps import Step, step_list
 
 RESERVED_COLUMNS = frozenset({"event_timestamp", "created_timestamp", "event_date"})
 
 
-@dataclass(frozen=True, init=False, eq=False)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class FeatureView:
     """A set of features of one entity computed from one source.
 
@@ -41,11 +41,13 @@ class FeatureView:
         name: unique view name; it names the offline table and prefixes full feature names.
         entity: the entity whose join keys the rows are keyed by.
         source: where the rows come from.
-        features: ``{"name": "sql expression"}`` for a projection, or a list of aggregations.
+        features: ``{"name": "sql expression"}`` for a projection, or a list of aggregations
+            (read them back as ``projections`` or ``aggregations``).
         window: for aggregations: ``Tumbling("1d")``, ``Hopping(size="1h", every="5m")``, or
             ``None`` for lifetime aggregates.
         ttl: how long a value stays valid; older values read as null online and do not join
-            in training sets. ``None`` means forever.
+            in training sets. ``None`` means forever. A duration (``"2d"``, a ``timedelta`` or
+            an int of milliseconds), kept as a ``timedelta``.
         online: write the latest row per entity to the online store on ``materialize``.
         offline: keep history in the offline store (always true today).
         description: free text.
@@ -60,60 +62,63 @@ class FeatureView:
             checks, before the features are computed; :mod:`headwater.transforms`).
     """
 
-    name: str
+    name: str = field(kw_only=False)
     entity: Entity
     source: Source
-    projections: dict[str, str]
-    aggregations: list[Aggregation]
-    window: Window | None
-    ttl: timedelta | None
-    online: bool
-    offline: bool
-    description: str
+    features: dict[str, str] | list[Aggregation]
+    window: Window | None = None
+    ttl: Duration | None = None
+    online: bool = True
+    offline: bool = True
+    description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     sinks: list[Sink] = field(default_factory=list)
     emit: str = "final"
-    checks: tuple[Check, ...] = ()
-    transforms: tuple[Step, ...] = ()
+    checks: Sequence[Check] = ()
+    transforms: Sequence[Step] = ()
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        entity: Entity,
-        source: Source,
-        features: dict[str, str] | list[Aggregation],
-        window: Window | None = None,
-        ttl: Duration | None = None,
-        online: bool = True,
-        offline: bool = True,
-        description: str = "",
-        tags: dict[str, str] | None = None,
-        sinks: list[Sink] | None = None,
-        emit: str = "final",
-        checks: Sequence[Check] | None = None,
-        transforms: Sequence[Step] | None = None,
-    ) -> None:
-        check_name(name, "feature view")
-        setattr_ = object.__setattr__
-        setattr_(self, "name", name)
-        if not isinstance(entity, Entity):
+    def __post_init__(self) -> None:
+        name = check_name(self.name, "feature view")
+        if not isinstance(self.entity, Entity):
             raise DefinitionError(
-                f"view {name!r}: entity must be an Entity, not {type(entity).__name__}",
+                f"view {name!r}: entity must be an Entity, not {type(self.entity).__name__}",
                 fix='entity=Entity("user", join_keys=["user_id"])',
             )
-        if not isinstance(source, Source):
+        if not isinstance(self.source, Source):
             raise DefinitionError(
                 f"view {name!r}: source must be a source (FileSource, PostgresSource, ...), "
-                f"not {type(source).__name__}",
+                f"not {type(self.source).__name__}",
                 fix="pass the source object itself, not its name",
             )
-        setattr_(self, "entity", entity)
-        setattr_(self, "source", source)
-        projections: dict[str, str] = {}
-        aggregations: list[Aggregation] = []
+        set_ = object.__setattr__
+        set_(self, "features", self._check_features())
+        window = self.window
+        if window is not None and not isinstance(window, Window):
+            raise DefinitionError(
+                f"view {name!r}: window must be Tumbling(...) or Hopping(...), not {window!r}",
+                fix='window=Tumbling("1d")',
+            )
+        if window is not None:
+            window.validate(name)
+        if self.ttl is not None:
+            ttl_ms = to_millis(self.ttl, what=f"view {name!r}: ttl")
+            set_(self, "ttl", timedelta(milliseconds=ttl_ms))
+        set_(self, "tags", dict(self.tags or {}))
+        set_(self, "sinks", self._check_sinks())
+        if self.emit not in ("final", "update"):
+            raise DefinitionError(
+                f"view {name!r}: emit={self.emit!r} is not a streaming emit mode",
+                fix='emit="final" (a window\'s row once it closes) or "update" (running values)',
+            )
+        set_(self, "checks", check_list(self.checks, f"view {name!r}"))
+        keys = self.entity.join_keys
+        set_(self, "transforms", step_list(self.transforms, name, self.source, keys))
+
+    def _check_features(self) -> dict[str, str] | list[Aggregation]:
+        name, features = self.name, self.features
+        found: dict[str, str] | list[Aggregation]
         if isinstance(features, dict):
-            if window is not None:
+            if self.window is not None:
                 raise DefinitionError(
                     f"view {name!r}: a window needs aggregations, but features is a mapping "
                     "of expressions",
@@ -126,7 +131,7 @@ class FeatureView:
                         f"view {name!r}: feature {feature!r} needs a SQL expression string",
                         fix=f'features={{"{feature}": "column_name"}}',
                     )
-                projections[feature] = expression
+            found = dict(features)
         elif isinstance(features, list | tuple):
             for item in features:
                 if not isinstance(item, Aggregation):
@@ -135,14 +140,14 @@ class FeatureView:
                         fix="use Sum, Count, Avg, Min, Max, CountDistinct or Last; for "
                         "expressions pass a mapping instead of a list",
                     )
-                aggregations.append(item)
+            found = list(features)
         else:
             raise DefinitionError(
                 f"view {name!r}: features must be a mapping name -> SQL expression or a list of "
                 "aggregations",
                 fix='features={"age": "age"} or features=[Count()]',
             )
-        names = list(projections) or [agg.name for agg in aggregations]
+        names = list(found) if isinstance(found, dict) else [agg.name for agg in found]
         if not names:
             raise DefinitionError(f"view {name!r} has no features", fix="declare at least one")
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -151,55 +156,41 @@ class FeatureView:
                 f"view {name!r}: feature name {duplicates[0]!r} is declared twice",
                 fix="give each aggregation a distinct name=",
             )
-        clash = set(names) & (RESERVED_COLUMNS | set(entity.join_keys))
+        clash = set(names) & (RESERVED_COLUMNS | set(self.entity.join_keys))
         if clash:
             raise DefinitionError(
                 f"view {name!r}: feature name {sorted(clash)[0]!r} collides with a join key or "
                 "a reserved column (event_timestamp, created_timestamp, event_date)",
                 fix="rename the feature",
             )
-        setattr_(self, "projections", projections)
-        setattr_(self, "aggregations", aggregations)
-        if window is not None and not isinstance(window, Window):
-            raise DefinitionError(
-                f"view {name!r}: window must be Tumbling(...) or Hopping(...), not {window!r}",
-                fix='window=Tumbling("1d")',
-            )
-        if window is not None:
-            window.validate(name)
-        setattr_(self, "window", window)
-        ttl_value = (
-            None
-            if ttl is None
-            else timedelta(milliseconds=to_millis(ttl, what=f"view {name!r}: ttl"))
-        )
-        setattr_(self, "ttl", ttl_value)
-        setattr_(self, "online", online)
-        setattr_(self, "offline", offline)
-        setattr_(self, "description", description)
-        setattr_(self, "tags", dict(tags or {}))
-        for sink in sinks or []:
+        return found
+
+    def _check_sinks(self) -> list[Sink]:
+        sinks = list(self.sinks or [])
+        for sink in sinks:
             if not isinstance(sink, Sink):
                 raise DefinitionError(
-                    f"view {name!r}: {sink!r} is not a sink",
+                    f"view {self.name!r}: {sink!r} is not a sink",
                     fix='sinks=[PostgresSink(connection="warehouse", table="analytics.t")]',
                 )
-        targets = [(s.kind, s.connection, s.table) for s in sinks or []]
+        targets = [(s.kind, s.connection, s.table) for s in sinks]
         if len(set(targets)) != len(targets):
             raise DefinitionError(
-                f"view {name!r}: two sinks load the same table", fix="declare each table once"
+                f"view {self.name!r}: two sinks load the same table", fix="declare each table once"
             )
-        setattr_(self, "sinks", list(sinks or []))
-        if emit not in ("final", "update"):
-            raise DefinitionError(
-                f"view {name!r}: emit={emit!r} is not a streaming emit mode",
-                fix='emit="final" (a window\'s row once it closes) or "update" (running values)',
-            )
-        setattr_(self, "emit", emit)
-        setattr_(self, "checks", check_list(checks, f"view {name!r}"))
-        setattr_(self, "transforms", step_list(transforms, name, source, entity.join_keys))
+        return sinks
 
     # ----------------------------------------------------------------- derived facts
+    @property
+    def projections(self) -> dict[str, str]:
+        """The features of a projection: name -> SQL expression (empty for aggregations)."""
+        return self.features if isinstance(self.features, dict) else {}
+
+    @property
+    def aggregations(self) -> list[Aggregation]:
+        """The features of an aggregation view (empty for projections)."""
+        return self.features if isinstance(self.features, list) else []
+
     @property
     def kind(self) -> Literal["projection", "aggregation"]:
         return "projection" if self.projections else "aggregation"
@@ -218,7 +209,7 @@ class FeatureView:
 
     @property
     def ttl_ms(self) -> int | None:
-        return None if self.ttl is None else self.ttl // timedelta(milliseconds=1)
+        return None if self.ttl is None else to_millis(self.ttl)
 
     @property
     def window_ms(self) -> tuple[int, int] | None:

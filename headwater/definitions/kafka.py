@@ -28,7 +28,7 @@ RAW_VALUE = "value"
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
-@dataclass(frozen=True, kw_only=True, init=False)
+@dataclass(frozen=True, kw_only=True)
 class KafkaSource(Source):
     """A Kafka topic.
 
@@ -40,7 +40,8 @@ class KafkaSource(Source):
             through the connection's ``schema_registry_url``, or plain Avro with the inline
             ``schema``) or ``raw`` (the bytes, in a ``value`` column).
         timestamp_field: the event-time column: a payload field (epoch milliseconds, ISO-8601
-            text or a timestamp) or ``"kafka_timestamp"`` for the message timestamp.
+            text or a timestamp) or ``"kafka_timestamp"`` (the default) for the message
+            timestamp.
         created_timestamp_field: optional payload field telling when a record was written.
         allowed_lateness: how far behind the newest event of a partition an event may arrive
             and still count (``"5s"``; ``0`` for none). Windows close once the watermark passes.
@@ -60,10 +61,11 @@ class KafkaSource(Source):
             ``headwater``): the workers of a view join ``<prefix>.<view name>`` and share the
             topic's partitions; each view over the source keeps its own group and offsets.
         primary_key: optional key columns.
-        description: free text shown in the registry and dashboard.
+        description, checks, schema_mode: as for every source (:class:`Source`).
     """
 
     kind: ClassVar[str] = "kafka"
+    timestamp_field: str = KAFKA_TIMESTAMP
     connection: str
     topic: str
     format: str = "json"
@@ -75,54 +77,17 @@ class KafkaSource(Source):
     max_message_bytes: int = 1_048_576
     consumer_group: str | None = None
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        connection: str,
-        topic: str,
-        format: str = "json",
-        timestamp_field: str = KAFKA_TIMESTAMP,
-        created_timestamp_field: str | None = None,
-        allowed_lateness: Duration = "5s",
-        idle_timeout: Duration = "30s",
-        key_field: str | None = None,
-        schema: dict[str, Any] | str | None = None,
-        dead_letter_topic: str | None = None,
-        max_message_bytes: int = 1_048_576,
-        consumer_group: str | None = None,
-        primary_key: list[str] | str | None = None,
-        description: str = "",
-    ) -> None:
-        if isinstance(schema, str):
+    def __post_init__(self) -> None:
+        if isinstance(self.schema, str):
             try:
-                schema = json.loads(schema)
+                object.__setattr__(self, "schema", json.loads(self.schema))
             except ValueError as exc:
                 raise DefinitionError(
-                    f"kafka source {name!r}: schema is not valid JSON ({exc})",
+                    f"kafka source {self.name!r}: schema is not valid JSON ({exc})",
                     fix="pass the schema as a dict",
                 ) from exc
-        self._assign(
-            name=name,
-            connection=connection,
-            topic=topic,
-            format=format,
-            timestamp_field=timestamp_field,
-            created_timestamp_field=created_timestamp_field,
-            allowed_lateness=allowed_lateness,
-            idle_timeout=idle_timeout,
-            key_field=key_field,
-            schema=schema,
-            dead_letter_topic=dead_letter_topic,
-            max_message_bytes=max_message_bytes,
-            consumer_group=consumer_group,
-            primary_key=primary_key or [],
-            description=description,
-        )
-        self._check()
-
-    def _check(self) -> None:
-        where = f"kafka source {self.name!r}"
+        super().__post_init__()
+        where = self.where
         if not self.connection:
             raise DefinitionError(f"{where} has no connection", fix="connection='events'")
         for what, topic in (("topic", self.topic), ("dead_letter_topic", self.dead_letter_topic)):
@@ -147,7 +112,7 @@ class KafkaSource(Source):
                 f"{where}: max_message_bytes must be positive", fix="e.g. 1_048_576"
             )
         self.lateness_ms()
-        to_millis(self.idle_timeout, what=f"{where}: idle_timeout")
+        self.idle_timeout_ms()
 
     def lateness_ms(self) -> int:
         """``allowed_lateness`` in milliseconds (0 allowed)."""

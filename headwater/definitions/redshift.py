@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from headwater.definitions.sources import TableSource
+from headwater.definitions.tables import TableSource
 from headwater.errors import DefinitionError
 
 UNLOAD_KEYS: dict[str, bool] = {
@@ -30,7 +30,7 @@ _ENDPOINT = re.compile(r"^https?://[^\s'\\]+$")
 _EXAMPLE = {"s3_path": "s3://bucket/prefix/", "iam_role": "arn:aws:iam::123456789012:role/unload"}
 
 
-@dataclass(frozen=True, kw_only=True, init=False)
+@dataclass(frozen=True, kw_only=True)
 class RedshiftSource(TableSource):
     """An Amazon Redshift table or query.
 
@@ -51,46 +51,29 @@ class RedshiftSource(TableSource):
             ``{"s3_path": "s3://bucket/prefix/", "iam_role": "arn:aws:iam::<account>:role/<r>"}``
             plus optional ``region`` (the bucket's region) and ``endpoint_url`` (an
             S3-compatible endpoint for reading the files back).
-        description: free text shown in the registry and dashboard.
+        description, checks, schema_mode: as for every source (:class:`Source`).
+
+    ``lag=`` and ``end_value=`` of the other table sources are not supported here yet (the
+    UNLOAD read has no bounds but the mark).
     """
 
     kind: ClassVar[str] = "redshift"
     connection: str
     unload: dict[str, str] | None = None
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        connection: str,
-        timestamp_field: str,
-        table: str | None = None,
-        query: str | None = None,
-        params: dict[str, Any] | None = None,
-        created_timestamp_field: str | None = None,
-        cursor_field: str | None = None,
-        primary_key: list[str] | str | None = None,
-        batch_size: int = 100_000,
-        unload: dict[str, str] | None = None,
-        description: str = "",
-    ) -> None:
-        self._assign_table(
-            name=name,
-            connection=connection,
-            table=table,
-            query=query,
-            params=params,
-            timestamp_field=timestamp_field,
-            created_timestamp_field=created_timestamp_field,
-            cursor_field=cursor_field,
-            primary_key=primary_key or [],
-            batch_size=batch_size,
-            unload=None if unload is None else check_unload(name, unload),
-            description=description,
-        )
-        if not connection:
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for option in ("lag", "end_value"):
+            if getattr(self, option) is not None:
+                raise DefinitionError(
+                    f"{self.where}: {option}= is not supported for Redshift sources",
+                    fix=f"drop {option}= (PostgreSQL and SQLite sources take it)",
+                )
+        if self.unload is not None:
+            object.__setattr__(self, "unload", check_unload(self.name, self.unload))
+        if not self.connection:
             raise DefinitionError(
-                f"redshift source {name!r} has no connection",
+                f"redshift source {self.name!r} has no connection",
                 fix="connection='warehouse' (a type: redshift connection in headwater.yaml)",
             )
 

@@ -3,11 +3,14 @@
 Windows align to the UTC epoch and are half-open ``[start, end)``. A hopping window of size S
 every H covers ``[k*H, k*H + S)`` for every integer k; a tumbling window is a hopping window with
 H == S. An aggregation row's ``event_timestamp`` is the window end.
+
+A window's durations are checked by the view that holds it (``validate``), so that the error
+names the view.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import isqrt
 from typing import Any
 
@@ -15,18 +18,18 @@ from headwater.definitions.durations import Duration, format_millis, to_millis
 from headwater.errors import DefinitionError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Window:
     """Base of the window kinds; use :class:`Tumbling` or :class:`Hopping`."""
 
-    size: Duration
-    every: Duration
+    size: Duration = field(kw_only=False)
 
     def size_ms(self, what: str = "window") -> int:
         return to_millis(self.size, what=f"{what} size")
 
     def every_ms(self, what: str = "window") -> int:
-        return to_millis(self.every, what=f"{what} hop")
+        """How far apart windows start, in milliseconds."""
+        raise NotImplementedError
 
     def validate(self, view: str) -> tuple[int, int]:
         """Return ``(size_ms, hop_ms)`` or raise an error naming ``view``."""
@@ -69,11 +72,17 @@ def _largest_divisor(size: int, below: int) -> int:
     return max(whole or fitting)
 
 
+@dataclass(frozen=True, kw_only=True)
 class Tumbling(Window):
     """Fixed, non-overlapping windows: ``Tumbling("1d")``."""
 
-    def __init__(self, size: Duration) -> None:
-        super().__init__(size=size, every=size)
+    @property
+    def every(self) -> Duration:
+        """A tumbling window starts where the previous one ends."""
+        return self.size
+
+    def every_ms(self, what: str = "window") -> int:
+        return to_millis(self.every, what=f"{what} hop")
 
     def __repr__(self) -> str:
         return f"Tumbling({self.size!r})"
@@ -82,14 +91,17 @@ class Tumbling(Window):
         return {"kind": "tumbling", "size_ms": self.size_ms()}
 
 
+@dataclass(frozen=True, kw_only=True)
 class Hopping(Window):
     """Overlapping windows of ``size`` starting every ``every``.
 
     Example: ``Hopping(size="1h", every="5m")``.
     """
 
-    def __init__(self, size: Duration, every: Duration) -> None:
-        super().__init__(size=size, every=every)
+    every: Duration = field(kw_only=False)
+
+    def every_ms(self, what: str = "window") -> int:
+        return to_millis(self.every, what=f"{what} hop")
 
     def __repr__(self) -> str:
         return f"Hopping(size={self.size!r}, every={self.every!r})"

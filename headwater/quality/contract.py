@@ -44,6 +44,19 @@ class NewColumn(ColumnCheck):
         return f"{self.column} is a new column (schema_mode='discard_row')"
 
 
+@dataclass(frozen=True, kw_only=True)
+class RecordedType(ConformsTo):
+    """Internal: a row fails when its value does not convert to the type recorded at ``apply``.
+
+    The type is DuckDB's own name of the column's type (from ``DESCRIBE``), which may be nested
+    (``STRUCT(...)``, ``MAP(...)``) and is not user input, so it is kept as it is rather than
+    read as a type name a user wrote.
+    """
+
+    def __post_init__(self) -> None:
+        ColumnCheck.__post_init__(self)
+
+
 @dataclass
 class Contract:
     """The contract's verdict on a batch.
@@ -118,7 +131,7 @@ def compare(
             NewColumn(name=f"{KIND}:new_column({c})", column=c, severity="quarantine") for c in new
         ]
         contract.checks += [
-            ConformsTo(
+            RecordedType(
                 name=f"{KIND}:type({c})", column=c, type_name=before[c], severity="quarantine"
             )
             for c in changed

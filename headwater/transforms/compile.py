@@ -13,9 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from headwater.errors import DefinitionError
-from headwater.sql import quote_ident as q
-from headwater.transforms.steps import (
+from headwater.definitions.steps import (
     Cast,
     Clip,
     Dedupe,
@@ -32,6 +30,8 @@ from headwater.transforms.steps import (
     Step,
     Unpivot,
 )
+from headwater.errors import DefinitionError
+from headwater.sql import quote_ident as q
 
 _NUMERIC = re.compile(
     r"^(U?(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT)|FLOAT|DOUBLE|DECIMAL\(\d+,\s*\d+\))$"

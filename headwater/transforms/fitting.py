@@ -15,12 +15,12 @@ import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from headwater.definitions.steps import FitRange, Step, step_key
 from headwater.errors import DefinitionError
 from headwater.observability import get_logger
 from headwater.sql import quote_ident as q
 from headwater.stores.registry import FittedStatistics
 from headwater.transforms.compile import Rows, needs, statistics_sql, where
-from headwater.transforms.steps import FitRange, Step, step_key
 
 if TYPE_CHECKING:
     import duckdb
@@ -104,7 +104,7 @@ def _fit(
 
     steps = view.transforms
     ranges = [r for r in (steps[i].fit for i in missing) if r is not None]
-    hull = FitRange(min(r.start_ms for r in ranges), max(r.end_ms for r in ranges))
+    hull = FitRange(start_ms=min(r.start_ms for r in ranges), end_ms=max(r.end_ms for r in ranges))
     cur = con.cursor()  # its own temporary tables, the same database and settings
     try:
         cur.execute("SET TimeZone = 'UTC'")

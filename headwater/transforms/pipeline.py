@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from headwater.definitions.steps import Clip, FillNull, Hash, PythonTransform, Step
 from headwater.errors import DefinitionError, RunFailed
 from headwater.sql import quote_ident as q
 from headwater.transforms.compile import (
@@ -27,7 +28,6 @@ from headwater.transforms.compile import (
     step_sql,
     where,
 )
-from headwater.transforms.steps import Clip, FillNull, Hash, PythonTransform, Step
 
 if TYPE_CHECKING:
     import duckdb

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from headwater.definitions.steps import PythonTransform
 from headwater.errors import DefinitionError, RunFailed
 from headwater.observability import get_logger
 from headwater.transforms.compile import Rows
@@ -28,7 +29,6 @@ from headwater.transforms.pipeline import (
     probe_python,
     read_salts,
 )
-from headwater.transforms.steps import PythonTransform
 
 if TYPE_CHECKING:
     import duckdb
