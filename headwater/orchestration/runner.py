@@ -25,6 +25,7 @@ from headwater.connectors import open_connector
 from headwater.connectors.base import read_failure
 from headwater.errors import HeadwaterError, RunFailed
 from headwater.observability import get_logger
+from headwater.orchestration.fitting import fitted_statistics
 from headwater.orchestration.runs import RecordedRun, describe
 from headwater.quality.gate import QualityGate, QualityReport
 from headwater.transforms.runtime import apply_transforms
@@ -165,9 +166,8 @@ class Runner:
         )
         relation = gate.source(relation)
         # Cleaning steps of the view, on the rows that passed the source checks.
-        cleaned = apply_transforms(
-            con, view, relation, project=self.project, registry=self.registry, run_id=run_id
-        )
+        statistics = fitted_statistics(con, view, project=self.project, registry=self.registry)
+        cleaned = apply_transforms(con, view, relation, statistics=statistics, run_id=run_id)
         relation = cleaned.relation
         rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
         rows_in += gate.rows_quarantined + cleaned.rows_removed
@@ -243,9 +243,10 @@ class Runner:
             relation = gate.source(relation)
             if view.checks:
                 step(f"checking {view.name}")
-                relation = apply_transforms(
-                    con, view, relation, project=self.project, registry=self.registry, dry_run=True
-                ).relation
+                statistics = fitted_statistics(
+                    con, view, project=self.project, registry=self.registry, store=False
+                )
+                relation = apply_transforms(con, view, relation, statistics=statistics).relation
                 gate.output(self.engine.compute(con, view, relation))
             return gate.report
         finally:

@@ -55,16 +55,28 @@ def run_streams(
 
 
 def run_worker(project: ProjectConfig, view: FeatureView, options: StreamOptions) -> StreamStats:
-    """Build ``view``'s worker with stores of its own, run it as a recorded ``stream`` run."""
+    """Build ``view``'s worker with stores of its own, run it as a recorded ``stream`` run.
+
+    The fitted statistics of its cleaning steps are read (or fitted, reading the source's
+    training range in batch) here, before the worker starts."""
     from headwater.engines.duckdb import DuckDBEngine
     from headwater.engines.streaming.worker import StreamWorker
+    from headwater.orchestration.fitting import fitted_statistics
     from headwater.stores.offline import open_offline_store
     from headwater.stores.online import open_online_store
     from headwater.stores.registry import Registry
+    from headwater.transforms.runtime import check_streaming
 
     registry = online = None
     try:
         registry = Registry.open(project)
+        engine = DuckDBEngine(project)
+        check_streaming(view)  # before any read for fitting
+        con = engine.connect()
+        try:
+            statistics = fitted_statistics(con, view, project=project, registry=registry)
+        finally:
+            con.close()
         online = open_online_store(project) if view.online else None
         worker = StreamWorker(
             project,
@@ -72,8 +84,9 @@ def run_worker(project: ProjectConfig, view: FeatureView, options: StreamOptions
             registry,
             open_offline_store(project),
             online,
-            DuckDBEngine(project).connect,
+            engine.connect,
             options,
+            statistics,
         )
         topic = getattr(view.source, "topic", None)
         with RecordedRun(registry, view.name, "stream", {"topic": topic}) as run:

@@ -28,6 +28,7 @@ from headwater.transforms.compile import (
     step_sql,
     where,
 )
+from headwater.transforms.statistics import compute_statistics
 
 if TYPE_CHECKING:
     import duckdb
@@ -106,8 +107,6 @@ class Pipeline:
         stop: int | None = None,
     ) -> Rows:
         """The rows after the steps before index ``stop`` (all by default)."""
-        from headwater.transforms.fitting import compute_statistics
-
         rows.columns = rows.columns or describe(con, rows, self.ctx.view, None)
         self.removed = {}
         steps = self.view.transforms[:stop]

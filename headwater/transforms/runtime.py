@@ -19,7 +19,6 @@ from headwater.definitions.steps import PythonTransform
 from headwater.errors import DefinitionError, RunFailed
 from headwater.observability import get_logger
 from headwater.transforms.compile import Rows
-from headwater.transforms.fitting import fitted_statistics
 from headwater.transforms.pipeline import (
     CHUNK_ROWS,
     Pipeline,
@@ -34,9 +33,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
-    from headwater.stores.registry import Registry
+    from headwater.transforms.statistics import Statistics
 
 log = get_logger("transforms")
 _ids = itertools.count()
@@ -67,15 +65,14 @@ def apply_transforms(
     view: FeatureView,
     relation: str,
     *,
-    project: ProjectConfig,
-    registry: Registry | None,
+    statistics: Statistics | None = None,
     run_id: str = "",
-    dry_run: bool = False,
 ) -> Transformed:
     """Run the view's steps on ``relation`` (the source rows of a run, after its checks).
 
-    Fitted statistics are read from the registry, or fitted and stored on first use (a dry
-    run fits without storing). The result is staged in a temporary table of ``con``.
+    ``statistics`` are the fitted statistics of the steps that have a fit range (see
+    :mod:`headwater.orchestration.fitting`); steps with per-run statistics compute theirs from
+    the rows. The result is staged in a temporary table of ``con``.
 
     Raises:
         DefinitionError: a salt is unset, a step names a column the rows lack, or the view
@@ -87,10 +84,7 @@ def apply_transforms(
     import duckdb
 
     salts = read_salts(view)
-    statistics = fitted_statistics(
-        con, view, project=project, registry=registry, salts=salts, store=not dry_run
-    )
-    pipeline = Pipeline(view, salts, statistics)
+    pipeline = Pipeline(view, salts, statistics or {})
     staged: list[str] = []
     try:
         rows = pipeline.walk(
@@ -159,38 +153,26 @@ def validate(view: FeatureView, source_schema: pa.Schema) -> pa.Schema:
 class StreamTransforms:
     """The steps of a streaming view, applied to each decoded micro-batch.
 
-    Built when the worker starts: steps without a per-micro-batch meaning (``dedupe``,
-    ``pivot``, ``fill_null`` with ``"previous"``, and statistics computed per run — ``mean`` /
-    ``median`` fills and ``outliers`` without ``fit=``) are refused, salts are read, and the
-    fitted statistics are loaded (or fitted from the topic's training range, read in batch).
-    Every micro-batch then runs the same SQL as a batch run, with the same numbers.
+    Built when the worker starts: steps without a per-micro-batch meaning are refused
+    (:func:`check_streaming`), salts are read, and the fitted statistics given are kept. Every
+    micro-batch then runs the same SQL as a batch run, with the same numbers.
     """
 
     def __init__(
         self,
         view: FeatureView,
         *,
-        project: ProjectConfig,
-        registry: Registry | None,
         con: duckdb.DuckDBPyConnection,
+        statistics: Statistics | None = None,
     ) -> None:
         self.view = view
         self.con = con
         self._schemas: dict[pa.Schema, pa.Schema] = {}
         if not view.transforms:
             return
-        for position, step in enumerate(view.transforms, start=1):
-            if not step.streaming:
-                raise DefinitionError(
-                    f"view {view.name!r}: transform {position} ({step.label}) has no meaning "
-                    "per micro-batch, so a streaming view cannot run it: "
-                    + _why_not_streaming(step.kind),
-                    fix="compute the view in batch (`headwater run`), or drop the step from "
-                    "the streaming view" + _streaming_fix(step.kind),
-                )
+        check_streaming(view)
         salts = read_salts(view)
-        statistics = fitted_statistics(con, view, project=project, registry=registry, salts=salts)
-        self.pipeline = Pipeline(view, salts, statistics)
+        self.pipeline = Pipeline(view, salts, statistics or {})
 
     def schema(self, schema: pa.Schema) -> pa.Schema:
         """The columns of a micro-batch with ``schema`` after the steps."""
@@ -216,6 +198,25 @@ class StreamTransforms:
         finally:
             for each in registered:
                 con.unregister(each)
+
+
+def check_streaming(view: FeatureView) -> None:
+    """Refuse the steps that have no meaning per micro-batch (``dedupe``, ``pivot``,
+    ``fill_null`` with ``"previous"``, and statistics computed per run — ``mean`` / ``median``
+    fills and ``outliers`` without ``fit=``), so a streaming view never runs them differently.
+
+    Raises:
+        DefinitionError: naming the view, the step and what to do instead.
+    """
+    for position, step in enumerate(view.transforms, start=1):
+        if not step.streaming:
+            raise DefinitionError(
+                f"view {view.name!r}: transform {position} ({step.label}) has no meaning "
+                "per micro-batch, so a streaming view cannot run it: "
+                + _why_not_streaming(step.kind),
+                fix="compute the view in batch (`headwater run`), or drop the step from "
+                "the streaming view" + _streaming_fix(step.kind),
+            )
 
 
 def batch_python(con: duckdb.DuckDBPyConnection, view: str, staged: list[str]) -> PythonCall:

@@ -14,8 +14,8 @@ import pytest
 import headwater
 from headwater.config import parse_config
 from headwater.errors import DefinitionError
+from headwater.orchestration.fitting import refit
 from headwater.stores.registry import FittedStatistics, Registry
-from headwater.transforms.fitting import refit
 from tests.helpers import write_parquet
 from tests.transforms.support import orders_table, project, rows_of
 

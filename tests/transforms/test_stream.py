@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from headwater import Entity, FeatureStore, FeatureView, KafkaSource, transforms
-from headwater.config import parse_config
 from headwater.errors import DefinitionError
 from headwater.transforms.runtime import StreamTransforms, apply_transforms
 from tests.engines.streaming.support import FLUSH_USER, PARTITIONS, produce, real_rows
@@ -219,9 +218,8 @@ def _stream_view(*steps: Any, features: Any = None) -> FeatureView:
     ],
 )
 def test_steps_without_a_micro_batch_meaning_are_refused(step: Any, why: str) -> None:
-    project = parse_config({"project": "t"}, Path("."))
     with pytest.raises(DefinitionError, match=why) as err:
-        StreamTransforms(_stream_view(step), project=project, registry=None, con=duckdb.connect())
+        StreamTransforms(_stream_view(step), con=duckdb.connect())
     assert "streaming view cannot run it" in err.value.message
     assert err.value.fix
 
@@ -248,11 +246,10 @@ def test_a_micro_batch_gets_the_batch_rows(tmp_path: Path, monkeypatch: pytest.M
             "kafka_offset": [10, 11, 12],
         }
     )
-    project = parse_config({"project": "t"}, tmp_path)
-    streamed = StreamTransforms(view, project=project, registry=None, con=duckdb.connect())
+    streamed = StreamTransforms(view, con=duckdb.connect())
     con = duckdb.connect()
     con.register("batch", table)
-    batch = apply_transforms(con, view, "batch", project=project, registry=None)
+    batch = apply_transforms(con, view, "batch")
     expected = con.sql(f"SELECT * FROM {batch.relation}").to_arrow_table()
     got = streamed.apply(table)
     assert streamed.schema(table.schema) == got.schema == expected.schema

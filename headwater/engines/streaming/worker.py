@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.online.base import OnlineStore
     from headwater.stores.registry import Registry, StreamPartition
+    from headwater.transforms.statistics import Statistics
 
 log = get_logger("stream")
 
@@ -71,6 +72,8 @@ class StreamWorker:
         online: the online store (``None``: the view is not written online).
         connect: opens the DuckDB connection the worker computes in.
         options: how it runs.
+        statistics: the fitted statistics of the view's cleaning steps (see
+            :mod:`headwater.orchestration.fitting`).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class StreamWorker:
         online: OnlineStore | None,
         connect: Callable[[], duckdb.DuckDBPyConnection],
         options: StreamOptions | None = None,
+        statistics: Statistics | None = None,
     ) -> None:
         from headwater.connectors.kafka.client import kafka_connection
         from headwater.connectors.kafka.decode import Decoder
@@ -109,8 +113,8 @@ class StreamWorker:
             message_time=_reads_message_time(view),
         )
         self.con = connect()
-        # Refuses steps without a per-micro-batch meaning; loads (or fits) their statistics.
-        self.transforms = StreamTransforms(view, project=project, registry=registry, con=self.con)
+        # Refuses steps without a per-micro-batch meaning.
+        self.transforms = StreamTransforms(view, con=self.con, statistics=statistics)
         self.state: WindowState | None = None
         self._fingerprint: str | None = None
         self.clock = Watermarks(
