@@ -13,8 +13,9 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
+from headwater.config.models import OfflineStoreConfig
 from headwater.sql import quote_ident as q
 from headwater.sql import sql_literal
 from headwater.stores.offline.base import DELETED, PARTITION, SEQ, WriteStats, with_storage_columns
@@ -25,16 +26,23 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import ParquetOfflineStore as ParquetConfig
     from headwater.definitions import FeatureView
+
+
+class ParquetOfflineStoreConfig(OfflineStoreConfig):
+    """``offline_store`` of ``type: parquet``: history in plain hive-partitioned Parquet
+    folders, one per feature view."""
+
+    type: Literal["parquet"] = "parquet"
 
 
 class ParquetOfflineStore:
     """One folder of hive-partitioned Parquet files per feature view."""
 
+    config_model: ClassVar[type[ParquetOfflineStoreConfig]] = ParquetOfflineStoreConfig
     SUPPORTS_TIME_TRAVEL: ClassVar[bool] = False
 
-    def __init__(self, config: ParquetConfig, project: ProjectConfig) -> None:
+    def __init__(self, config: ParquetOfflineStoreConfig, project: ProjectConfig) -> None:
         self.root = Path(project.resolve(config.path))
 
     def location(self, view_name: str) -> str:

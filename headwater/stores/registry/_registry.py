@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from headwater.config.models import PostgresRegistry, ProjectConfig, SqliteRegistry
 from headwater.errors import ConfigError, NotFound, StaleCheckpoint
 from headwater.observability.redact import redact
+from headwater.plugins import load_plugin
 from headwater.stores.registry._checks import QualityRecords
 from headwater.stores.registry._fitted import FittedRecords
 from headwater.stores.registry._records import (
@@ -24,10 +24,12 @@ from headwater.stores.registry._records import (
     canonical_specs,
     diff_specs,
 )
-from headwater.stores.registry._sql import DDL, Db, PostgresDb, SqliteDb
+from headwater.stores.registry._sql import DDL, Db
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from headwater.config.models import ProjectConfig, RegistryConfig
 
 SCHEMA_VERSION = 1
 """Version of the registry tables; stored in ``meta`` so later releases can migrate."""
@@ -56,11 +58,12 @@ class Registry(QualityRecords, FittedRecords):
     and processes may use the same registry concurrently.
     """
 
-    def __init__(self, config: SqliteRegistry | PostgresRegistry, project: ProjectConfig) -> None:
+    def __init__(self, config: RegistryConfig, project: ProjectConfig) -> None:
         """Connect and create the tables if needed.
 
         Args:
-            config: Which backend, and where.
+            config: Which backend (``registry.type``, looked up in
+                :data:`headwater.plugins.REGISTRIES`), and where.
             project: The project, used to resolve a relative SQLite path.
 
         Raises:
@@ -70,11 +73,8 @@ class Registry(QualityRecords, FittedRecords):
         """
         self.config = config
         self._lock = threading.RLock()
-        self._db: Db
-        if isinstance(config, SqliteRegistry):
-            self._db = SqliteDb(project.resolve(config.path))
-        else:
-            self._db = PostgresDb(config.dsn.get_secret_value(), config.db_schema)
+        backend: type[Db] = load_plugin("headwater.registries", config.type)
+        self._db = backend.open(config, project)
         try:
             self._bootstrap()
         except BaseException:
