@@ -1005,7 +1005,7 @@ def run_streams(
 
     The first worker to fail stops the others and its error is raised.
     """
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines import open_engine
     from headwater.stores.offline import open_offline_store
     from headwater.stores.online import open_online_store
     from headwater.stores.registry import Registry
@@ -1024,7 +1024,7 @@ def run_streams(
                 registry,
                 open_offline_store(project),
                 online,
-                DuckDBEngine(project).connect,
+                open_engine(project).connect,
                 options,
             )
             results[view.name] = worker.run()
