@@ -130,7 +130,7 @@ def cases(n: int) -> list[tuple[str, dict[str, Any], Callable[[], list[bytes]]]]
 
 
 def measure(options: dict[str, Any], messages: list[Any], batch: int, repeat: int) -> float:
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
     from headwater.connectors.kafka.decode import Decoder
     from headwater.definitions.kafka import KafkaSource
 

@@ -102,9 +102,9 @@ class FeatureStore:
 
     @cached_property
     def engine(self) -> DuckDBEngine:
-        from headwater.engines.duckdb import DuckDBEngine
+        from headwater.engines import open_engine
 
-        return DuckDBEngine(self.config)
+        return open_engine(self.config)
 
     def view(self, name: str) -> FeatureView:
         return self.definitions.view(name)

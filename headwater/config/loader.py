@@ -6,14 +6,13 @@ import difflib
 import os
 import re
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from headwater.config.models import ProjectConfig
-from headwater.errors import ConfigError
+from headwater.config.models import PluginConfig, ProjectConfig, plugin_model
+from headwater.errors import ConfigError, HeadwaterError
 
 CONFIG_FILE = "headwater.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -63,7 +62,7 @@ def parse_config(data: dict[str, Any], root: Path) -> ProjectConfig:
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc), fix=_fix(exc)) from None
+        raise ConfigError(_describe(exc, data), fix=_fix(exc)) from None
     return config.model_copy(update={"root": root})
 
 
@@ -91,53 +90,58 @@ def _interpolate(value: Any, path: tuple[str, ...]) -> Any:
 
 
 def _tag(model: type[BaseModel]) -> str | None:
-    """The ``type:`` value of a connection/store model (its discriminator), if it has one."""
+    """The ``type:`` value of a connection/store model (its ``Literal``), if it has one."""
     field = model.model_fields.get("type")
     args = get_args(field.annotation) if field is not None else ()
     return str(args[0]) if len(args) == 1 else None
 
 
-def _models(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation accepts (``A | B``, ``Annotated[A | B, ...]``, ``A``)."""
+def _model(annotation: Any, raw: Any) -> type[BaseModel] | None:
+    """The model that validated ``raw`` as ``annotation``: the annotation itself, or for a
+    pluggable section the model of the plugin its ``type:`` names."""
     if get_origin(annotation) is Annotated:
-        return _models(get_args(annotation)[0])
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    if get_origin(annotation) in (Union, UnionType):
-        return [m for arg in get_args(annotation) for m in _models(arg)]
-    return []
+        annotation = get_args(annotation)[0]
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return None
+    if issubclass(annotation, PluginConfig) and annotation.group:
+        name = raw.get("type") if isinstance(raw, dict) else None
+        if not isinstance(name, str):
+            return None
+        try:
+            return plugin_model(annotation.group, name)
+        except HeadwaterError:
+            return None
+    return annotation
 
 
-def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None, Any]:
-    """Resolve a pydantic error location against :class:`ProjectConfig`.
+def _walk(loc: tuple[int | str, ...], data: dict[str, Any]) -> tuple[str, type[BaseModel] | None]:
+    """Resolve a pydantic error location against :class:`ProjectConfig` and the YAML ``data``.
 
-    Returns the dotted YAML path (with the discriminator tags pydantic inserts removed), the
-    model that holds the last key of the path (``None`` when it is not a model's key) and the
-    annotation of the value at the path.
+    Returns the dotted YAML path and the model that holds the last key of the path (``None``
+    when it is not a model's key).
     """
     parts: list[str] = []
     current: Any = ProjectConfig
+    raw: Any = data
     holder: type[BaseModel] | None = None
-    picked = False
     for item in loc:
         key = str(item)
-        models = _models(current)
-        if not picked and any(_tag(m) == key for m in models):
-            # pydantic names the member it picked by `type:`; that is not a YAML key.
-            current, picked = next(m for m in models if _tag(m) == key), True
-            continue
-        picked = False
         parts.append(key)
-        if len(models) == 1:
-            holder = models[0]
+        holder = _model(current, raw)
+        if holder is not None:
             fields = {f.alias or name: f for name, f in holder.model_fields.items()}
             field = fields.get(key)
             current = field.annotation if field is not None else None
         else:
-            holder = None
             args = get_args(current)
             current = args[-1] if get_origin(current) in (dict, list) and args else None
-    return ".".join(parts) or "(top level)", holder, current
+        if isinstance(raw, dict):
+            raw = raw.get(key)
+        elif isinstance(raw, list) and isinstance(item, int) and 0 <= item < len(raw):
+            raw = raw[item]
+        else:
+            raw = None
+    return ".".join(parts) or "(top level)", holder
 
 
 def _keys(model: type[BaseModel]) -> list[str]:
@@ -158,23 +162,17 @@ def _unknown_key(where: str, holder: type[BaseModel] | None) -> str:
     return f"{where}: unknown key{hint}; valid keys{kind}: {', '.join(valid)}"
 
 
-def _describe(exc: ValidationError) -> str:
+def _describe(exc: ValidationError, data: dict[str, Any]) -> str:
     messages = []
     for error in exc.errors():
-        where, holder, annotation = _walk(error["loc"])
+        where, holder = _walk(error["loc"], data)
         kind = error["type"]
         if kind == "extra_forbidden":
             messages.append(_unknown_key(where, holder))
         elif kind == "missing":
             messages.append(f"{where}: required key is missing")
-        elif kind == "union_tag_invalid":
-            expected = error.get("ctx", {}).get("expected_tags", "")
-            messages.append(
-                f"{where}.type: unknown type {error['input'].get('type')!r} (valid: {expected})"
-            )
-        elif kind == "union_tag_not_found":
-            types = ", ".join(repr(_tag(m)) for m in _models(annotation))
-            messages.append(f"{where}: needs a `type:` key (one of {types})")
+        elif kind == "type_unknown":
+            messages.append(f"{where}.type: {error['msg']}")
         else:
             messages.append(f"{where}: {error['msg']}")
     return f"{CONFIG_FILE}: " + "; ".join(messages)
@@ -186,8 +184,11 @@ def _fix(exc: ValidationError) -> str:
         return "remove or rename the key"
     if first["type"] == "missing":
         return "add the key"
-    if first["type"] == "union_tag_not_found":
+    if first["type"] == "type_missing":
         return "add a `type:` key"
-    if first["type"] == "union_tag_invalid":
-        return "set `type:` to one of the valid types"
+    if first["type"] == "type_unknown":
+        return (
+            "set `type:` to one of the valid types, or install the package that provides it "
+            "(see docs/configuration.md)"
+        )
     return "see docs/configuration.md"

@@ -1,4 +1,4 @@
-"""Source connectors, registered by source kind and imported lazily."""
+"""Source connectors, registered by source kind in :mod:`headwater.plugins`."""
 
 from __future__ import annotations
 
@@ -11,17 +11,9 @@ if TYPE_CHECKING:
     from headwater.connectors.base import SourceConnector
     from headwater.definitions import Source
 
-CONNECTORS: dict[str, str] = {
-    "file": "headwater.connectors.files:FileConnector",
-    "kafka": "headwater.connectors.kafka.source:KafkaConnector",
-    "postgres": "headwater.connectors.postgres.reader:PostgresConnector",
-    "redshift": "headwater.connectors.redshift.source:RedshiftConnector",
-    "sqlite": "headwater.connectors.sqlite:SqliteConnector",
-}
-
 
 def open_connector(source: Source, project: ProjectConfig) -> SourceConnector:
     """The connector for ``source.kind`` (built-in, or from the ``headwater.connectors`` group)."""
-    cls: Any = load_plugin("headwater.connectors", CONNECTORS, source.kind)
+    cls: Any = load_plugin("headwater.connectors", source.kind)
     connector: SourceConnector = cls(source, project)
     return connector

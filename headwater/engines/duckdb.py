@@ -10,11 +10,12 @@ not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow wit
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from headwater.config.machine import usable_cpus
+from headwater.config.models import EngineConfig
 from headwater.engines.compile import Restriction, compile_view
-from headwater.errors import DefinitionError
+from headwater.errors import ConfigError, DefinitionError
 from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
@@ -25,10 +26,23 @@ if TYPE_CHECKING:
     from headwater.definitions import FeatureView
 
 
+class DuckDBEngineConfig(EngineConfig):
+    """``engine`` of ``type: duckdb``: the embedded batch engine (the default)."""
+
+    type: Literal["duckdb"] = "duckdb"
+
+
 class DuckDBEngine:
     """Batch computation of feature views on DuckDB."""
 
+    config_model: ClassVar[type[DuckDBEngineConfig]] = DuckDBEngineConfig
+
     def __init__(self, project: ProjectConfig) -> None:
+        if not isinstance(project.engine, DuckDBEngineConfig):
+            raise ConfigError(
+                f"engine.type is {project.engine.type!r}, but the DuckDB engine was opened",
+                fix="open the engine with headwater.engines.open_engine",
+            )
         self.project = project
         self.config = project.engine
 

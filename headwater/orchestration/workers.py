@@ -59,7 +59,7 @@ def run_worker(project: ProjectConfig, view: FeatureView, options: StreamOptions
 
     The fitted statistics of its cleaning steps are read (or fitted, reading the source's
     training range in batch) here, before the worker starts."""
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines import open_engine
     from headwater.engines.streaming.worker import StreamWorker
     from headwater.orchestration.fitting import fitted_statistics
     from headwater.stores.offline import open_offline_store
@@ -70,7 +70,7 @@ def run_worker(project: ProjectConfig, view: FeatureView, options: StreamOptions
     registry = online = None
     try:
         registry = Registry.open(project)
-        engine = DuckDBEngine(project)
+        engine = open_engine(project)
         check_streaming(view)  # before any read for fitting
         con = engine.connect()
         try:

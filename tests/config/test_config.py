@@ -11,17 +11,15 @@ import pytest
 from pydantic import SecretStr
 
 from headwater.config import ProjectConfig, load_config
-from headwater.config.models import (
-    DeltaOfflineStore,
-    DuckDBEngine,
-    KafkaConnection,
-    PostgresConnection,
-    RedisOnlineStore,
-    SqliteOnlineStore,
-    SqliteRegistry,
-)
+from headwater.connectors.kafka.config import KafkaConnection
+from headwater.connectors.postgres.config import PostgresConnection
+from headwater.engines.duckdb import DuckDBEngineConfig
 from headwater.errors import ConfigError, ConnectionFailed
 from headwater.observability import configure_logging, get_logger, redact
+from headwater.stores.offline.delta import DeltaOfflineStoreConfig
+from headwater.stores.online.redis import RedisOnlineStoreConfig
+from headwater.stores.online.sqlite import SqliteOnlineStoreConfig
+from headwater.stores.registry import SqliteRegistryConfig
 
 PASSWORD = "s3cr3t-Pa55"
 DSN = f"postgresql://app:{PASSWORD}@127.0.0.1:5432/shop"
@@ -43,12 +41,12 @@ def test_a_file_with_only_the_project_name_is_a_complete_project(tmp_path: Path)
     config = load(tmp_path, "project: shop\n")
     assert config.project == "shop"
     assert config.root == tmp_path.resolve()
-    assert config.registry == SqliteRegistry()
+    assert config.registry == SqliteRegistryConfig()
     assert config.registry.path == ".headwater/registry.db"
-    assert isinstance(config.offline_store, DeltaOfflineStore)
+    assert isinstance(config.offline_store, DeltaOfflineStoreConfig)
     assert config.offline_store.path == "data/offline"
-    assert isinstance(config.online_store, SqliteOnlineStore)
-    assert isinstance(config.engine, DuckDBEngine)
+    assert isinstance(config.online_store, SqliteOnlineStoreConfig)
+    assert isinstance(config.engine, DuckDBEngineConfig)
     assert config.connections == {}
     assert config.resolve(config.registry.path) == str(
         tmp_path.resolve() / ".headwater/registry.db"
@@ -68,7 +66,7 @@ online_store: {{type: redis, url: "redis://:{PASSWORD}@127.0.0.1:6379/0"}}
     conn = config.connection("app_db", "postgres")
     assert isinstance(conn, PostgresConnection)
     assert conn.dsn.get_secret_value() == DSN
-    assert isinstance(config.online_store, RedisOnlineStore)
+    assert isinstance(config.online_store, RedisOnlineStoreConfig)
     assert config.online_store.url.get_secret_value() == f"redis://:{PASSWORD}@127.0.0.1:6379/0"
 
 
@@ -123,11 +121,11 @@ def test_env_vars_are_interpolated(tmp_path: Path, env: pytest.MonkeyPatch) -> N
 
 def test_env_var_defaults(tmp_path: Path, env: pytest.MonkeyPatch) -> None:
     text = "project: p\nonline_store: {type: sqlite, path: '${HW_TEST_HOST:-data/online.db}'}\n"
-    assert load(tmp_path, text).online_store == SqliteOnlineStore(path="data/online.db")
+    assert load(tmp_path, text).online_store == SqliteOnlineStoreConfig(path="data/online.db")
     env.setenv("HW_TEST_HOST", "elsewhere.db")
-    assert load(tmp_path, text).online_store == SqliteOnlineStore(path="elsewhere.db")
+    assert load(tmp_path, text).online_store == SqliteOnlineStoreConfig(path="elsewhere.db")
     empty = "project: p\nonline_store: {type: redis, key_prefix: 'x${HW_TEST_MISSING:-}'}\n"
-    assert load(tmp_path, empty).online_store == RedisOnlineStore(key_prefix="x")
+    assert load(tmp_path, empty).online_store == RedisOnlineStoreConfig(key_prefix="x")
 
 
 def test_a_missing_env_var_names_the_variable_and_the_key(

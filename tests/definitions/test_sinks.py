@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from headwater import Count, Entity, FeatureView, FileSource, PostgresSink, RedshiftSink
-from headwater.connectors.sinks import SINKS
 from headwater.definitions.sinks import Sink
 from headwater.errors import ConfigError, DefinitionError
-from headwater.plugins import load_plugin
+from headwater.plugins import SINKS, load_plugin
 
 ROLE = "arn:aws:iam::123456789012:role/redshift-copy"
 
@@ -102,7 +101,7 @@ def test_writers_are_registered_by_kind() -> None:
     assert issubclass(PostgresSink, Sink) and issubclass(RedshiftSink, Sink)
     assert set(SINKS) == {PostgresSink.kind, RedshiftSink.kind}
     for kind in SINKS:
-        cls = load_plugin("headwater.sinks", SINKS, kind)
+        cls = load_plugin("headwater.sinks", kind)
         assert cls.SUPPORTS_UPSERT is True
     with pytest.raises(ConfigError, match="no implementation named 'snowflake'"):
-        load_plugin("headwater.sinks", SINKS, "snowflake")
+        load_plugin("headwater.sinks", "snowflake")

@@ -16,8 +16,6 @@ import pytest
 from pydantic import SecretStr
 
 from headwater.config import ProjectConfig
-from headwater.config.models import RedisOnlineStore as RedisConfig
-from headwater.config.models import SqliteOnlineStore as SqliteConfig
 from headwater.definitions import Entity, FeatureView, FileSource
 from headwater.errors import ConnectionFailed, HeadwaterError
 from headwater.stores.online import open_online_store
@@ -30,7 +28,9 @@ from headwater.stores.online.codec import (
     encode_payloads,
 )
 from headwater.stores.online.redis import RedisOnlineStore
+from headwater.stores.online.redis import RedisOnlineStoreConfig as RedisConfig
 from headwater.stores.online.sqlite import SqliteOnlineStore
+from headwater.stores.online.sqlite import SqliteOnlineStoreConfig as SqliteConfig
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")

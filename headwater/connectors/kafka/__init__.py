@@ -1,7 +1,8 @@
-"""Kafka: client settings and offsets, message decoding, dead letters, and the batch read of a
-topic (the streaming engine lives in :mod:`headwater.engines.streaming`).
+"""Kafka: the connection model, client settings and offsets, message decoding, dead letters, and
+the batch read of a topic (the streaming engine lives in :mod:`headwater.engines.streaming`).
 
 =================  ==========================================================================
+``config``         :class:`KafkaConnection`, ``connections.<name>`` of ``type: kafka``
 ``client``         librdkafka settings, a source's connection, a topic's offsets
 ``decode``         messages to Arrow rows (JSON in bulk, Avro, raw), dead letters for the rest
 ``avro``           Avro payloads: inline writer schemas or the Confluent wire format

@@ -18,7 +18,7 @@ from headwater.observability import redact
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
     from headwater.definitions.kafka import KafkaSource
 
 Problem = tuple[str, str]

@@ -18,7 +18,7 @@ from headwater.observability import get_logger
 
 if TYPE_CHECKING:
     from headwater.config import ProjectConfig
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
 
 
 log = get_logger("headwater.connectors.kafka")
@@ -110,7 +110,7 @@ def kafka_connection(project: ProjectConfig, name: str, where: str) -> KafkaConn
     Raises:
         ConfigError: no such connection, or a connection of another type.
     """
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
 
     conn = project.connections.get(name)
     if conn is None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
     from headwater.definitions.kafka import KafkaSource
 
 _THREADS = usable_cpus() > 1

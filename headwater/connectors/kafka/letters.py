@@ -11,7 +11,7 @@ from headwater.connectors.kafka.client import driver, producer_config
 from headwater.errors import ConfigError, ConnectionFailed
 
 if TYPE_CHECKING:
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
 
 
 CHECKS = ("decode", "schema", "oversized", "timestamp", "late")

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
     from headwater.definitions import Source
     from headwater.definitions.kafka import KafkaSource
 

@@ -1,7 +1,8 @@
-"""PostgreSQL: the source reader (binary COPY through ADBC), partitioned reads, connection pools,
-session settings, the type mapping, and the warehouse sink.
+"""PostgreSQL: the connection model, the source reader (binary COPY through ADBC), partitioned
+reads, connection pools, session settings, the type mapping, and the warehouse sink.
 
 =================  ==========================================================================
+``config``         :class:`PostgresConnection`, ``connections.<name>`` of ``type: postgres``
 ``reader``         :class:`PostgresConnector`, the source connector
 ``partitions``     parallel range reads of one column
 ``plan``           a described read: columns, Arrow types, parameters, SQL

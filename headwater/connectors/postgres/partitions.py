@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
     from headwater.connectors.postgres.plan import ReadPlan
     from headwater.connectors.postgres.session import SessionParams
 

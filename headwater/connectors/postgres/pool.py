@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
 
 MAX_IDLE_S = 600.0
 """Seconds an idle connection is kept before it is closed (both kinds)."""
@@ -286,9 +286,12 @@ def close_pools(project: ProjectConfig | None = None) -> None:
 
     Connections in use are closed when given back; a later read opens new pools.
     """
+    from headwater.connectors.postgres.config import PostgresConnection
+
     infos = None
     if project is not None:
-        infos = {session_conninfo(c) for c in project.connections.values() if c.type == "postgres"}
+        conns = project.connections.values()
+        infos = {session_conninfo(c) for c in conns if isinstance(c, PostgresConnection)}
     with _registry_lock:
         keys = [k for k, p in _registry.items() if infos is None or p.conninfo in infos]
         closing = [_registry.pop(k) for k in keys]

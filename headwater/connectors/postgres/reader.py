@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
     from headwater.definitions import PostgresSource, Source
 
 BATCH_HINT_BYTES = "adbc.postgresql.batch_size_hint_bytes"

@@ -25,7 +25,7 @@ from headwater.errors import ConnectionFailed, DefinitionError
 from headwater.observability import redact
 
 if TYPE_CHECKING:
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
 
 
 def unreachable(what: str, dsn: str, exc: BaseException) -> ConnectionFailed:

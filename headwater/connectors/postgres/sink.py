@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from psycopg import sql
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
     from headwater.definitions import FeatureView
     from headwater.definitions.sinks import Sink
 

@@ -2,6 +2,7 @@
 IAM credentials, and the warehouse sink (Parquet staged on S3, ``COPY`` and ``MERGE``).
 
 =================  ==========================================================================
+``config``         :class:`RedshiftConnection`, ``connections.<name>`` of ``type: redshift``
 ``source``         :class:`RedshiftConnector`
 ``auth``           temporary credentials from ``redshift:GetClusterCredentials``
 ``sink``           :class:`RedshiftSinkWriter`

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
 
 if TYPE_CHECKING:
-    from headwater.config.models import RedshiftConnection
+    from headwater.connectors.redshift.config import RedshiftConnection
 
 
 def credentials_request(config: RedshiftConnection) -> dict[str, Any]:

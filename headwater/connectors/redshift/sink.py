@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import RedshiftConnection
+    from headwater.connectors.redshift.config import RedshiftConnection
     from headwater.definitions import FeatureView
     from headwater.definitions.sinks import RedshiftSink, Sink
 

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from pyarrow import fs
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import PostgresConnection, RedshiftConnection
+    from headwater.connectors.postgres.config import PostgresConnection
     from headwater.connectors.postgres.reader import PostgresConnector
+    from headwater.connectors.redshift.config import RedshiftConnection
     from headwater.definitions import Source
     from headwater.definitions.redshift import RedshiftSource
 
@@ -160,7 +161,7 @@ def postgres_config(
     """A PostgreSQL connection config reaching the cluster as ``user`` with ``password``."""
     from pydantic import SecretStr
 
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
 
     try:
         from psycopg.conninfo import make_conninfo

@@ -1,8 +1,8 @@
 """Warehouse sinks: load a view's offline rows into PostgreSQL or Redshift tables after a run.
 
-Writers are registered by sink kind (``name -> "module:Class"``), imported on first use; third
-parties register under the ``headwater.sinks`` entry-point group. :func:`deliver` is what the
-runner calls after the offline write and before the source checkpoint is committed.
+Writers are registered by sink kind in :data:`headwater.plugins.SINKS`, imported on first use;
+third parties register under the ``headwater.sinks`` entry-point group. :func:`deliver` is what
+the runner calls after the offline write and before the source checkpoint is committed.
 
 Which rows are sent: each sink's state table (next to the target table) holds the last offline
 write sequence it loaded; a run sends the offline rows with ``last < _seq <= seq`` (``replace``
@@ -29,11 +29,6 @@ if TYPE_CHECKING:
     from headwater.definitions.sinks import Sink
     from headwater.stores.offline.base import OfflineStore
 
-SINKS: dict[str, str] = {
-    "postgres": "headwater.connectors.postgres.sink:PostgresSinkWriter",
-    "redshift": "headwater.connectors.redshift.sink:RedshiftSinkWriter",
-}
-
 STORAGE_COLUMNS = ("_seq", "event_date")
 """Offline-store bookkeeping columns that are not sent to warehouses."""
 
@@ -42,7 +37,7 @@ log = get_logger("connectors.sinks")
 
 def open_sink(sink: Sink, view: FeatureView, project: ProjectConfig) -> SinkWriter:
     """The writer for ``sink.kind`` (built-in, or from the ``headwater.sinks`` group)."""
-    cls: Any = load_plugin("headwater.sinks", SINKS, sink.kind)
+    cls: Any = load_plugin("headwater.sinks", sink.kind)
     writer: SinkWriter = cls(sink, view, project)
     return writer
 

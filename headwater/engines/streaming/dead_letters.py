@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from headwater.config.models import KafkaConnection
+    from headwater.connectors.kafka.config import KafkaConnection
     from headwater.connectors.kafka.letters import DeadLetter
     from headwater.stores.offline.base import OfflineStore
 

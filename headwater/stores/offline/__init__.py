@@ -1,4 +1,4 @@
-"""Offline stores: Delta Lake (default) and Parquet. Registered by name, imported lazily."""
+"""Offline stores: Delta Lake (default) and Parquet, registered in :mod:`headwater.plugins`."""
 
 from __future__ import annotations
 
@@ -10,14 +10,9 @@ if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.stores.offline.base import OfflineStore
 
-OFFLINE_STORES: dict[str, str] = {
-    "delta": "headwater.stores.offline.delta:DeltaOfflineStore",
-    "parquet": "headwater.stores.offline.parquet:ParquetOfflineStore",
-}
-
 
 def open_offline_store(config: ProjectConfig) -> OfflineStore:
     """Instantiate the offline store named by ``config.offline_store.type``."""
-    cls: Any = load_plugin("headwater.offline_stores", OFFLINE_STORES, config.offline_store.type)
+    cls: Any = load_plugin("headwater.offline_stores", config.offline_store.type)
     store: OfflineStore = cls(config.offline_store, config)
     return store

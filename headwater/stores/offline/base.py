@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.dataset as pads
 
+    from headwater.config.models import OfflineStoreConfig
     from headwater.definitions import FeatureView
     from headwater.stores.offline.tables import TableMode
 
@@ -44,8 +45,10 @@ class WriteStats:
 
 
 class OfflineStore(Protocol):
-    """What every offline store implements."""
+    """What every offline store implements (constructed as ``Store(store_config, project)``)."""
 
+    config_model: ClassVar[type[OfflineStoreConfig]]
+    """The model of its ``offline_store`` section (see :mod:`headwater.plugins`)."""
     SUPPORTS_TIME_TRAVEL: ClassVar[bool]
 
     def location(self, view_name: str) -> str:

@@ -24,8 +24,11 @@ import socket
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import Field, SecretStr
+
+from headwater.config.models import OfflineStoreConfig
 from headwater.errors import DefinitionError, RunFailed
 from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import (
@@ -43,20 +46,29 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import DeltaOfflineStore as DeltaConfig
     from headwater.definitions import FeatureView
+
+
+class DeltaOfflineStoreConfig(OfflineStoreConfig):
+    """``offline_store`` of ``type: delta``: history in Delta Lake tables, one per feature view
+    (the default)."""
+
+    type: Literal["delta"] = "delta"
+    storage_options: dict[str, SecretStr] = Field(default_factory=dict)
+    """Object-store options (S3 keys, endpoint, region) passed to delta-rs."""
 
 
 class DeltaOfflineStore:
     """One Delta table per feature view at ``<path>/<view name>/``, partitioned by event date."""
 
+    config_model: ClassVar[type[DeltaOfflineStoreConfig]] = DeltaOfflineStoreConfig
     SUPPORTS_TIME_TRAVEL: ClassVar[bool] = True
 
     WRITER_MEMORY_LIMIT: ClassVar[str] = "256MB"
     """DuckDB ``memory_limit`` of the first write's Parquet writer (at most the engine's): it
     holds a row group per open partition file and spills the rest to the engine's temp folder."""
 
-    def __init__(self, config: DeltaConfig, project: ProjectConfig) -> None:
+    def __init__(self, config: DeltaOfflineStoreConfig, project: ProjectConfig) -> None:
         self.root = project.resolve(config.path).rstrip("/")
         self.storage_options = {k: v.get_secret_value() for k, v in config.storage_options.items()}
         self.project = project

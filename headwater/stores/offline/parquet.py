@@ -18,8 +18,9 @@ import tempfile
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
+from headwater.config.models import OfflineStoreConfig
 from headwater.sql import quote_ident as q
 from headwater.sql import sql_literal
 from headwater.stores.offline.base import DELETED, PARTITION, SEQ, WriteStats, with_storage_columns
@@ -31,8 +32,14 @@ if TYPE_CHECKING:
     import pyarrow.dataset as pads
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import ParquetOfflineStore as ParquetConfig
     from headwater.definitions import FeatureView
+
+
+class ParquetOfflineStoreConfig(OfflineStoreConfig):
+    """``offline_store`` of ``type: parquet``: history in plain hive-partitioned Parquet
+    folders, one per feature view."""
+
+    type: Literal["parquet"] = "parquet"
 
 
 TABLE_FILE = "data.parquet"
@@ -42,9 +49,10 @@ TABLE_FILE = "data.parquet"
 class ParquetOfflineStore:
     """One folder of hive-partitioned Parquet files per feature view."""
 
+    config_model: ClassVar[type[ParquetOfflineStoreConfig]] = ParquetOfflineStoreConfig
     SUPPORTS_TIME_TRAVEL: ClassVar[bool] = False
 
-    def __init__(self, config: ParquetConfig, project: ProjectConfig) -> None:
+    def __init__(self, config: ParquetOfflineStoreConfig, project: ProjectConfig) -> None:
         self.root = Path(project.resolve(config.path))
 
     def location(self, view_name: str) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from headwater.config.models import OnlineStoreConfig
     from headwater.definitions import FeatureView
 
 
@@ -27,8 +28,10 @@ class OnlineRow:
 
 
 class OnlineStore(Protocol):
-    """What every online store implements."""
+    """What every online store implements (constructed as ``Store(store_config, project)``)."""
 
+    config_model: ClassVar[type[OnlineStoreConfig]]
+    """The model of its ``online_store`` section (see :mod:`headwater.plugins`)."""
     SUPPORTS_TTL_EXPIRY: ClassVar[bool]
 
     def write(self, view: FeatureView, rows: pa.Table) -> int:

@@ -6,8 +6,11 @@ import itertools
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import SecretStr
+
+from headwater.config.models import OnlineStoreConfig
 from headwater.errors import ConfigError, ConnectionFailed, HeadwaterError, MissingDependency
 from headwater.observability.redact import redact
 from headwater.stores.online.codec import (
@@ -24,7 +27,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import RedisOnlineStore as RedisOnlineStoreConfig
     from headwater.definitions import FeatureView
     from headwater.stores.online.base import OnlineRow
 
@@ -87,6 +89,18 @@ def _glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
+class RedisOnlineStoreConfig(OnlineStoreConfig):
+    """``online_store`` of ``type: redis``: latest values in Redis hashes."""
+
+    type: Literal["redis"] = "redis"
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """``redis://[user:password@]host:port/db``, or ``rediss://...`` for TLS."""
+    key_prefix: str | None = None
+    """Prefix of every key (default: ``<project>:``)."""
+    batch_size: int = 1_000
+    """Entities read per pipeline round trip (writes send all their calls, then read)."""
+
+
 class RedisOnlineStore:
     """Latest feature values in Redis hashes.
 
@@ -100,6 +114,7 @@ class RedisOnlineStore:
         project_config: the whole project configuration (default key prefix ``<project>:``).
     """
 
+    config_model: ClassVar[type[RedisOnlineStoreConfig]] = RedisOnlineStoreConfig
     SUPPORTS_TTL_EXPIRY: ClassVar[bool] = True
 
     def __init__(self, store_config: RedisOnlineStoreConfig, project_config: ProjectConfig) -> None:

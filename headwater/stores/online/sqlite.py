@@ -6,8 +6,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from headwater.config.models import OnlineStoreConfig
 from headwater.sql import quote_ident
 from headwater.stores._sqlite import wal_mode
 from headwater.stores.online.codec import (
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.config.models import SqliteOnlineStore as SqliteOnlineStoreConfig
     from headwater.definitions import FeatureView
     from headwater.stores.online.base import OnlineRow
 
@@ -41,6 +41,15 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
+class SqliteOnlineStoreConfig(OnlineStoreConfig):
+    """``online_store`` of ``type: sqlite``: latest values in a local SQLite file (the
+    default)."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = "data/online.db"
+    """The database file (relative paths are read from the project folder)."""
+
+
 class SqliteOnlineStore:
     """Latest feature values in a SQLite file.
 
@@ -54,6 +63,7 @@ class SqliteOnlineStore:
         project_config: the whole project configuration (resolves the relative path).
     """
 
+    config_model: ClassVar[type[SqliteOnlineStoreConfig]] = SqliteOnlineStoreConfig
     SUPPORTS_TTL_EXPIRY: ClassVar[bool] = False
 
     def __init__(

@@ -1,9 +1,10 @@
 """The registry (metadata store): definitions and their versions, view schemas, runs,
 checkpoints, a sequence counter, data-quality results and fitted transform statistics.
 
-Two backends share one SQL layer: a local SQLite file (the default) and a PostgreSQL schema
-shared by a team. Timestamps are stored in UTC (``TIMESTAMPTZ`` in PostgreSQL, fixed-width
-ISO-8601 text in SQLite).
+Two backends share one SQL layer: a local SQLite file (the default,
+:class:`SqliteRegistryConfig`) and a PostgreSQL schema shared by a team
+(:class:`PostgresRegistryConfig`). Timestamps are stored in UTC (``TIMESTAMPTZ`` in PostgreSQL,
+fixed-width ISO-8601 text in SQLite).
 """
 
 from headwater.stores.registry._checks import CheckRecord
@@ -22,6 +23,7 @@ from headwater.stores.registry._registry import (
     Registry,
 )
 from headwater.stores.registry._runs import HEARTBEAT_S, LEASE_S
+from headwater.stores.registry._sql import PostgresRegistryConfig, SqliteRegistryConfig
 
 __all__ = [
     "FINAL_STATUSES",
@@ -34,7 +36,9 @@ __all__ = [
     "CheckRecord",
     "DefinitionRecord",
     "FittedStatistics",
+    "PostgresRegistryConfig",
     "Registry",
     "RunRecord",
+    "SqliteRegistryConfig",
     "StreamPartition",
 ]

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from headwater.config.models import PostgresRegistry, ProjectConfig, SqliteRegistry
 from headwater.errors import ConfigError, StaleCheckpoint
+from headwater.plugins import load_plugin
 from headwater.stores.registry._checks import QualityRecords
 from headwater.stores.registry._fitted import FittedRecords
 from headwater.stores.registry._records import (
@@ -21,10 +21,12 @@ from headwater.stores.registry._records import (
     diff_specs,
 )
 from headwater.stores.registry._runs import FINAL_STATUSES, RUN_KINDS, STATUSES, RunRecords
-from headwater.stores.registry._sql import DDL, MIGRATIONS, Db, PostgresDb, SqliteDb
+from headwater.stores.registry._sql import DDL, MIGRATIONS, Db
 
 if TYPE_CHECKING:
     from types import TracebackType
+
+    from headwater.config.models import ProjectConfig, RegistryConfig
 
 SCHEMA_VERSION = 2
 """Version of the registry tables; stored in ``meta`` so later releases can migrate."""
@@ -45,11 +47,12 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
     and processes may use the same registry concurrently.
     """
 
-    def __init__(self, config: SqliteRegistry | PostgresRegistry, project: ProjectConfig) -> None:
+    def __init__(self, config: RegistryConfig, project: ProjectConfig) -> None:
         """Connect and create the tables if needed.
 
         Args:
-            config: Which backend, and where.
+            config: Which backend (``registry.type``, looked up in
+                :data:`headwater.plugins.REGISTRIES`), and where.
             project: The project, used to resolve a relative SQLite path.
 
         Raises:
@@ -59,11 +62,8 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
         """
         self.config = config
         self._lock = threading.RLock()
-        self._db: Db
-        if isinstance(config, SqliteRegistry):
-            self._db = SqliteDb(project.resolve(config.path))
-        else:
-            self._db = PostgresDb(config.dsn.get_secret_value(), config.db_schema)
+        backend: type[Db] = load_plugin("headwater.registries", config.type)
+        self._db = backend.open(config, project)
         try:
             self._bootstrap()
         except BaseException:

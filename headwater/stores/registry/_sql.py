@@ -1,5 +1,6 @@
-"""The SQL dialects of the registry: one connection wrapper per backend.
+"""The registry backends: one connection wrapper per SQL dialect, and its ``registry`` model.
 
+The backends are registered in :data:`headwater.plugins.REGISTRIES` (``registry.type``).
 Statements are written once, with ``?`` parameter markers and ``{name}`` slots for tables and
 column types; each backend compiles them for its dialect (quoted, schema-qualified identifiers
 in PostgreSQL) and caches the result. Values are always passed as parameters.
@@ -13,11 +14,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
+from pydantic import Field, SecretStr
+
+from headwater.config.models import RegistryConfig
 from headwater.errors import ConfigError, ConnectionFailed, MissingDependency
 from headwater.observability.redact import redact
 from headwater.stores._sqlite import wal_mode
+
+if TYPE_CHECKING:
+    from headwater.config import ProjectConfig
 
 TABLES = (
     "meta",
@@ -82,14 +89,40 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 transaction."""
 
 
+class SqliteRegistryConfig(RegistryConfig):
+    """``registry`` of ``type: sqlite``: the registry in a local SQLite file (the default)."""
+
+    type: Literal["sqlite"] = "sqlite"
+    path: str = ".headwater/registry.db"
+    """The database file (relative paths are read from the project folder)."""
+
+
+class PostgresRegistryConfig(RegistryConfig):
+    """``registry`` of ``type: postgres``: the registry in a PostgreSQL schema, shared by a
+    team."""
+
+    type: Literal["postgres"] = "postgres"
+    dsn: SecretStr
+    """libpq connection string or URL of the server."""
+    db_schema: str = Field("headwater", alias="schema")
+    """Schema holding the registry tables."""
+
+
 class Db(ABC):
     """A connection plus the dialect details: column types, parameter style, timestamps."""
 
+    config_model: ClassVar[type[RegistryConfig]]
+    """The model of the ``registry`` section that selects this backend."""
     types: dict[str, str]
     """Fillers of the ``{ts}``, ``{blob}`` and ``{serial}`` slots of :data:`DDL`."""
 
     def __init__(self) -> None:
         self._compiled: dict[str, Any] = {}
+
+    @classmethod
+    @abstractmethod
+    def open(cls, config: RegistryConfig, project: ProjectConfig) -> Db:
+        """Connect as ``config`` (an instance of :attr:`config_model`) says."""
 
     def run(self, template: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Execute a statement template; return its rows (empty without a result set)."""
@@ -127,6 +160,7 @@ class Db(ABC):
 class SqliteDb(Db):
     """A SQLite file in WAL mode; write transactions are ``BEGIN IMMEDIATE``."""
 
+    config_model = SqliteRegistryConfig
     types = {"ts": "TEXT", "blob": "BLOB", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT"}
 
     def __init__(self, path: str) -> None:
@@ -147,6 +181,10 @@ class SqliteDb(Db):
         except BaseException:
             self._conn.close()
             raise
+
+    @classmethod
+    def open(cls, config: RegistryConfig, project: ProjectConfig) -> SqliteDb:
+        return cls(project.resolve(cast(SqliteRegistryConfig, config).path))
 
     def _compile(self, template: str) -> Any:
         slots = {table: f'"{table}"' for table in TABLES}
@@ -185,6 +223,7 @@ class SqliteDb(Db):
 class PostgresDb(Db):
     """A psycopg 3 connection in autocommit mode; tables live in one (quoted) schema."""
 
+    config_model = PostgresRegistryConfig
     types = {
         "ts": "TIMESTAMPTZ",
         "blob": "BYTEA",
@@ -207,6 +246,11 @@ class PostgresDb(Db):
                 f"{redact(' '.join(str(exc).split()))}",
                 fix="start the server, or correct registry.dsn in headwater.yaml",
             ) from None
+
+    @classmethod
+    def open(cls, config: RegistryConfig, project: ProjectConfig) -> PostgresDb:
+        settings = cast(PostgresRegistryConfig, config)
+        return cls(settings.dsn.get_secret_value(), settings.db_schema)
 
     def _compile(self, template: str) -> Any:
         from psycopg import sql

@@ -22,7 +22,6 @@ from pydantic import SecretStr
 
 import headwater
 from headwater.config import ProjectConfig
-from headwater.config.models import KafkaConnection, PostgresConnection
 from headwater.connectors import open_connector
 from headwater.connectors.kafka.client import (
     client_config,
@@ -31,10 +30,12 @@ from headwater.connectors.kafka.client import (
     kafka_connection,
     producer_config,
 )
+from headwater.connectors.kafka.config import KafkaConnection
 from headwater.connectors.kafka.decode import Decoder
 from headwater.connectors.kafka.letters import DeadLetter, DeadLetterTopic
 from headwater.connectors.kafka.schema import parse_arrow_type
 from headwater.connectors.kafka.source import KafkaConnector, read_topic
+from headwater.connectors.postgres.config import PostgresConnection
 from headwater.definitions.kafka import KafkaSource
 from headwater.errors import ConfigError, DefinitionError
 from tests.helpers import offline_rows

@@ -1023,7 +1023,7 @@ thing_facts = FeatureView("thing_facts", entity=item, source=things, features={"
 def test_libpq_options_reach_every_session_of_a_read(tmp_path: Path, pg_dsn: str) -> None:
     from pydantic import SecretStr
 
-    from headwater.config.models import PostgresConnection
+    from headwater.connectors.postgres.config import PostgresConnection
     from headwater.connectors.postgres.session import reader_conninfo
 
     sql(pg_dsn, "CREATE SCHEMA app; CREATE TABLE app.things (id int, n int, at timestamptz)")

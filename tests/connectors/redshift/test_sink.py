@@ -18,9 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from headwater import Count, Entity, FeatureView, FileSource, RedshiftSink
-from headwater.config.models import ProjectConfig, RedshiftConnection
+from headwater.config.models import ProjectConfig
 from headwater.connectors.redshift import statements as rs
 from headwater.connectors.redshift.auth import cluster_credentials, credentials_request
+from headwater.connectors.redshift.config import RedshiftConnection
 from headwater.connectors.redshift.sink import RedshiftSinkWriter
 from headwater.connectors.s3 import delete_staged, split_s3_url, stage_parquet
 from headwater.connectors.sinks.base import SinkError

@@ -26,7 +26,7 @@ import yaml
 
 import headwater
 from headwater.config import ProjectConfig
-from headwater.connectors import CONNECTORS, open_connector
+from headwater.connectors import open_connector
 from headwater.connectors.redshift.source import (
     RedshiftConnector,
     build_unload_select,
@@ -39,6 +39,7 @@ from headwater.connectors.redshift.source import (
 from headwater.connectors.tables import decode_cursor
 from headwater.definitions import RedshiftSource
 from headwater.errors import ConfigError, ConnectionFailed, DefinitionError
+from headwater.plugins import CONNECTORS
 from tests.helpers import offline_rows
 
 ROLE = "arn:aws:iam::123456789012:role/unload"
