@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
     from headwater.definitions.discovery import Definitions
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines.base import BatchEngine
     from headwater.engines.retrieval import OnlineResponse, RetrievalJob
     from headwater.orchestration.materialize import MaterializeResult
     from headwater.orchestration.runner import RunResult
@@ -101,7 +101,7 @@ class FeatureStore:
         return open_online_store(self.config)
 
     @cached_property
-    def engine(self) -> DuckDBEngine:
+    def engine(self) -> BatchEngine:
         from headwater.engines import open_engine
 
         return open_engine(self.config)
@@ -322,32 +322,23 @@ class FeatureStore:
         full_feature_names: bool = False,
     ) -> RetrievalJob:
         """A point-in-time correct training set for ``entity_df`` (keys + event_timestamp)."""
-        from headwater.engines.retrieval import (
-            RetrievalJob,
-            point_in_time_join,
-            resolve_refs,
-            to_arrow_table,
-        )
+        from headwater.engines.base import FeatureRequest
+        from headwater.engines.retrieval import RetrievalJob, resolve_refs, to_arrow_table
 
         order = resolve_refs(features, self.definitions.views)
         grouped: dict[str, list[str]] = {}
         for view_name, feature in order:
             grouped.setdefault(view_name, []).append(feature)
         requests = [
-            (self.view(name), names, self.offline.dataset(name), self._schema(name))
+            FeatureRequest(self.view(name), names, self.offline.dataset(name), self._schema(name))
             for name, names in grouped.items()
         ]
-        con = self.engine.connect()
-        try:
-            table = point_in_time_join(
-                con,
-                to_arrow_table(entity_df),
-                requests,
-                full_feature_names=full_feature_names,
-                order=order,
-            )
-        finally:
-            con.close()
+        table = self.engine.point_in_time_join(
+            to_arrow_table(entity_df),
+            requests,
+            full_feature_names=full_feature_names,
+            order=order,
+        )
         return RetrievalJob(table)
 
     # ------------------------------------------------------------------ data quality

@@ -1,8 +1,8 @@
-"""Engines: batch (DuckDB) today; Spark and streaming slot in beside it.
+"""Engines: batch engines (DuckDB today) and the streaming engine (:mod:`.streaming`).
 
-Batch engines are registered by ``engine.type`` in :data:`headwater.plugins.ENGINES` (third
-parties: the ``headwater.engines`` entry-point group); :func:`open_engine` opens the configured
-one.
+Batch engines implement :class:`headwater.engines.base.BatchEngine` and are registered by
+``engine.type`` in :data:`headwater.plugins.ENGINES` (third parties: the ``headwater.engines``
+entry-point group); :func:`open_engine` opens the configured one.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from headwater.plugins import load_plugin
 
 if TYPE_CHECKING:
     from headwater.config import ProjectConfig
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines.base import BatchEngine
 
 
-def open_engine(project: ProjectConfig) -> DuckDBEngine:
+def open_engine(project: ProjectConfig) -> BatchEngine:
     """The batch engine named by ``project.engine.type``, built for ``project``."""
     cls: Any = load_plugin("headwater.engines", project.engine.type)
-    engine: DuckDBEngine = cls(project)
+    engine: BatchEngine = cls(project)
     return engine

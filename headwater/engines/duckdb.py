@@ -10,6 +10,7 @@ not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow wit
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from headwater.config.machine import usable_cpus
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
     from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
+    from headwater.engines.base import FeatureRequest
 
 
 class DuckDBEngineConfig(EngineConfig):
@@ -33,7 +35,8 @@ class DuckDBEngineConfig(EngineConfig):
 
 
 class DuckDBEngine:
-    """Batch computation of feature views on DuckDB."""
+    """Batch computation of feature views on DuckDB (implements
+    :class:`headwater.engines.base.BatchEngine`)."""
 
     config_model: ClassVar[type[DuckDBEngineConfig]] = DuckDBEngineConfig
 
@@ -145,6 +148,31 @@ class DuckDBEngine:
             0
         ]
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    # ------------------------------------------------------------------ training sets
+    def point_in_time_join(
+        self,
+        entities: pa.Table,
+        requests: Sequence[FeatureRequest],
+        *,
+        full_feature_names: bool = False,
+        order: Sequence[tuple[str, str]] | None = None,
+    ) -> pa.Table:
+        """A training set, joined with DuckDB's ``ASOF LEFT JOIN``
+        (:func:`headwater.engines.retrieval.point_in_time_join`)."""
+        from headwater.engines.retrieval import point_in_time_join
+
+        con = self.connect()
+        try:
+            return point_in_time_join(
+                con,
+                entities,
+                [(r.view, r.features, r.history, r.schema) for r in requests],
+                full_feature_names=full_feature_names,
+                order=list(order) if order is not None else None,
+            )
+        finally:
+            con.close()
 
 
 def default_memory_limit(threads: int | None = None) -> str:

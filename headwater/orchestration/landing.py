@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from headwater.definitions import FeatureView
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines.base import BatchEngine
     from headwater.stores.offline.base import OfflineStore
 
 _MIN, _MAX = -(2**63), 2**63 - 1
@@ -39,7 +39,7 @@ class Landing:
         return self.offline.read_table(self.name) is not None
 
     def apply(
-        self, con: duckdb.DuckDBPyConnection, engine: DuckDBEngine, changed: str, *, fresh: bool
+        self, con: duckdb.DuckDBPyConnection, engine: BatchEngine, changed: str, *, fresh: bool
     ) -> pa.RecordBatchReader:
         """Return the recomputed rows of the windows ``changed`` touches.
 

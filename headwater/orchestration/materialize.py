@@ -22,7 +22,7 @@ from headwater.stores.offline.base import SEQ
 
 if TYPE_CHECKING:
     from headwater.definitions import FeatureView
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines.base import BatchEngine
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.online.base import OnlineStore
     from headwater.stores.registry import Registry
@@ -50,7 +50,7 @@ def materialize_view(
     registry: Registry,
     offline: OfflineStore,
     online: OnlineStore,
-    engine: DuckDBEngine,
+    engine: BatchEngine,
     full_refresh: bool = False,
     batch_rows: int = 50_000,
     now_ms: int | None = None,

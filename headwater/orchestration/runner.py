@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.connectors.base import Scan, SourceConnector
     from headwater.definitions import FeatureView
-    from headwater.engines.duckdb import DuckDBEngine
+    from headwater.engines.base import BatchEngine
     from headwater.orchestration.landing import Landing
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.registry import Registry
@@ -75,7 +75,7 @@ class Runner:
         project: ProjectConfig,
         registry: Registry,
         offline: OfflineStore,
-        engine: DuckDBEngine,
+        engine: BatchEngine,
     ) -> None:
         self.project = project
         self.registry = registry
