@@ -5,16 +5,16 @@ processes and pods) share the topic's partitions. Each micro-batch goes through 
 
 1. gather and decode the messages, chunk by chunk (:mod:`.batches`; bad ones become dead
    letters);
-2. run the source's checks and the view's row-level cleaning steps on the events;
-3. fold them into the window state of their partition (:mod:`.state`; late ones become dead
-   letters), or project them (views without aggregations);
-4. advance the watermark and close every window that ends at or before it (:mod:`.watermarks`);
-5. write the closed windows' rows to the offline and online stores (:mod:`.writes`, in threads
-   while the next batch is gathered) and the dead letters to their sink (:mod:`.dead_letters`);
-6. commit, in one registry transaction, each partition's next offset with its window state
-   (:mod:`.checkpoint`) — once the writes of step 5 finished.
+2. compute its effects (:mod:`.compute`): the source's checks and the view's row-level cleaning
+   steps on the events, then the fold into the window state of their partition (:mod:`.state`;
+   late ones become dead letters) and the windows the watermark closes (:mod:`.watermarks`),
+   or the projection (views without aggregations); the view's checks on the rows out;
+3. write the rows to the offline and online stores (:mod:`.writes`, in threads while the next
+   batch is gathered) and the dead letters to their sink (:mod:`.dead_letters`);
+4. commit, in one registry transaction, each partition's next offset with its window state
+   (:mod:`.checkpoint`) — once the writes of step 3 finished.
 
-Step 5 is idempotent and step 6 atomic and fenced, so a worker killed at any point and
+Step 3 is idempotent and step 4 atomic and fenced, so a worker killed at any point and
 restarted — or replaced by another after a rebalance — replays from the last commit and ends
 in exactly the state of an uninterrupted run.
 """
@@ -25,28 +25,26 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from headwater.definitions.kafka import KAFKA_OFFSET, KAFKA_PARTITION, KAFKA_TIMESTAMP, KafkaSource
+from headwater.definitions.kafka import KAFKA_TIMESTAMP, KafkaSource
 from headwater.engines.streaming import checkpoint as checkpoints
 from headwater.engines.streaming.batches import Gatherer, MicroBatch
 from headwater.engines.streaming.collector import collector
+from headwater.engines.streaming.compute import BatchCompute
 from headwater.engines.streaming.options import StreamOptions, StreamStats
 from headwater.engines.streaming.watermarks import PartitionProgress, Watermarks, caught_up
 from headwater.engines.streaming.writes import StoreWrites
 from headwater.errors import ConfigError, DefinitionError, HeadwaterError
 from headwater.observability import get_logger, metrics
-from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
     from headwater.config import ProjectConfig
-    from headwater.connectors.kafka.decode import Decoded
     from headwater.connectors.kafka.letters import DeadLetter
     from headwater.definitions import FeatureView
     from headwater.engines.streaming.dead_letters import DeadLetterSink
     from headwater.engines.streaming.state import WindowState
-    from headwater.quality.gate import QualityGate
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.online.base import OnlineStore
     from headwater.stores.registry import Registry, StreamPartition
@@ -113,30 +111,35 @@ class StreamWorker:
             message_time=_reads_message_time(view),
         )
         self.con = connect()
-        # Refuses steps without a per-micro-batch meaning.
-        self.transforms = StreamTransforms(view, con=self.con, statistics=statistics)
-        self.state: WindowState | None = None
         self._fingerprint: str | None = None
         self.clock = Watermarks(
             source.lateness_ms(),
             source.idle_timeout_ms() / 1000,
             ignore_idle=self.options.until_caught_up,
         )
+        self.stats = StreamStats(view=view.name)
+        self.compute = BatchCompute(
+            view,
+            self.con,
+            offline,
+            # Refuses steps without a per-micro-batch meaning.
+            StreamTransforms(view, con=self.con, statistics=statistics),
+            self.clock,
+            self.stats,
+        )
         self.checkpoints = checkpoints.Checkpoints(registry, view.name, source.topic)
         self.writes = StoreWrites(view, offline, online if view.online else None, registry)
         self.dead = self._dead_letter_sink()
         self.gatherer = Gatherer(
             self.decoder,
-            self._suspects,
+            self.compute.suspects,
             max_messages=self.options.max_batch_messages,
             max_wait_s=self.options.max_batch_wait_s,
             view=view.name,
         )
-        self.stats = StreamStats(view=view.name)
         self._pending_restore: dict[int, StreamPartition] = {}
         self._assigned_once = False
         self._end_offsets: dict[int, int] = {}
-        self._checked = bool(source.checks or view.checks)
         self._unsettled = False  # the last micro-batch is not committed yet
         if self.decoder.schema is not None:
             self._ensure_state(self.decoder.schema)
@@ -145,6 +148,11 @@ class StreamWorker:
     def owned(self) -> dict[int, PartitionProgress]:
         """The partitions this worker owns and what it knows of them."""
         return self.clock.partitions
+
+    @property
+    def state(self) -> WindowState | None:
+        """The view's window state (``None``: a projection, or no event decoded yet)."""
+        return self.compute.state
 
     # ------------------------------------------------------------------ setup
     def _dead_letter_sink(self) -> DeadLetterSink:
@@ -157,19 +165,10 @@ class StreamWorker:
     def _ensure_state(self, schema: pa.Schema) -> None:
         if self.view.kind != "aggregation" or self.state is not None:
             return
-        from headwater.engines.streaming.state import WindowState
-
-        schema = self.transforms.schema(schema)  # the state holds the transformed columns
-        self._fingerprint = checkpoints.fingerprint(self.view, schema)
-        self.state = WindowState(
-            self.con,
-            self.view,
-            schema,
-            partition_column=KAFKA_PARTITION,
-            offset_column=KAFKA_OFFSET,
-        )
+        state = self.compute.start_state(schema)
+        self._fingerprint = checkpoints.fingerprint(self.view, state.agg.schema)
         for partition, saved in self._pending_restore.items():
-            self.checkpoints.restore(self.state, partition, saved, self._fingerprint)
+            self.checkpoints.restore(state, partition, saved, self._fingerprint)
         self._pending_restore.clear()
 
     # ------------------------------------------------------------------ run
@@ -255,24 +254,6 @@ class StreamWorker:
                 fix="create the topic (with its partitions) or correct `topic=`",
             )
 
-    def _suspects(self, decoded: Decoded, messages: list[Any]) -> list[Any]:
-        """The messages of a decoded chunk that folding may yet turn into dead letters (late,
-        or without a join key): all of them when some row is keyless or may be late, when
-        transforms may change keys and times, or before the window state exists; none
-        otherwise (the common case: no event older than what has closed)."""
-        table = decoded.table
-        if not table.num_rows:
-            return []
-        if self.view.transforms or (self.view.kind == "aggregation" and self.state is None):
-            return messages
-        if any(
-            k not in table.column_names or table.column(k).null_count for k in self.view.join_keys
-        ):
-            return messages
-        if self.state is not None and self.state.may_be_late(table):
-            return messages
-        return []
-
     # ------------------------------------------------------------------ rebalances
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         self._settle(consumer)
@@ -355,174 +336,25 @@ class StreamWorker:
         if self.decoder.schema is not None and self.state is None:
             checkpoints.save_schema(self.registry, self.view.name, self.decoder.schema)
             self._ensure_state(self.decoder.schema)
-        dead: list[DeadLetter] = list(decoded.dead)
         now = time.monotonic()
         self.clock.consumed(batch.last_offsets(decoded))
-        table = decoded.table
-        gate = self._gate() if self._checked else None
-        try:
-            if gate is not None and table.num_rows:
-                table = self._checked_source(gate, table)
-            table = self.transforms.apply(table)  # the view's row-level cleaning steps
-            self._fold(batch, table, dead, now, gate)
-            if gate is not None:
-                gate.commit()  # quarantined rows, before the offsets move past them
-                self._count_quality(gate)
-        finally:
-            if gate is not None:
-                gate.release()
+        computed = self.compute.compute(decoded, batch.kept, batch.count, now)
+        self._write(computed.rows, computed.dead)
         self._unsettled = True  # committed by _settle, once the writes finished
         name = self.view.name
         metrics.MESSAGES.labels(name).inc(batch.count)
         metrics.EVENTS.labels(name).inc(decoded.table.num_rows)
         metrics.BATCH_SECONDS.labels(name).observe(time.perf_counter() - started)
 
-    def _fold(
-        self,
-        batch: MicroBatch,
-        table: pa.Table,
-        dead: list[DeadLetter],
-        now: float,
-        gate: QualityGate | None,
-    ) -> None:
-        """Fold the checked events into the state (or project them), close windows, write
-        the effects. ``batch.kept`` holds the messages that may become dead letters."""
-        out: list[pa.Table] = []
-        messages = batch.kept
-        if self.view.kind == "aggregation" and self.state is not None:
-            result = self.state.add(table)
-            if result.late or result.keyless:
-                dead += self._letters(messages, result.late, "late", self._late_reason)
-                dead += self._letters(messages, result.keyless, "schema", self._keyless_reason)
-            self.clock.observe(result.max_ts, now)
-            if self.view.emit == "update":
-                out.append(self.state.updates())
-            out.append(self._close(now))
-            self.stats.late += len(result.late)
-        else:
-            rows, keyless = self._project(table)
-            out.append(rows)
-            dead += self._letters(messages, keyless, "schema", self._keyless_reason)
-        self.stats.messages += batch.count
-        self.stats.events += table.num_rows
-        rows = self._combine(out)
-        if rows is not None and gate is not None and self.view.checks:
-            rows = gate.output(rows.to_reader()).read_all()  # view checks, before any write
-        self._write(rows, dead)
-
     def _tick(self, consumer: Any) -> None:
         """No message arrived: idle partitions, or partitions just taken over with their saved
         state, may now let windows close."""
         self._settle(consumer)
-        if self.view.kind != "aggregation" or self.state is None:
-            return
-        before = dict(self.state.closed)
-        out = self._close(time.monotonic())
-        if out.num_rows or self.state.closed != before:
-            self.clock.touch_all()
+        out = self.compute.close_quiet(time.monotonic())
+        if out is not None:
             self._write(out, [])
             self._unsettled = True
-        self._settle(consumer)
-
-    def _close(self, now: float) -> pa.Table:
-        """Close the windows the watermark passed; return their rows."""
-        assert self.state is not None
-        watermark, closing = self.clock.closing(now, self.state.closed)
-        if watermark is not None and (
-            self.stats.watermark_ms is None or watermark > self.stats.watermark_ms
-        ):
-            self.stats.watermark_ms = watermark
-        return self.state.close(closing)
-
-    def _project(self, table: pa.Table) -> tuple[pa.Table, list[tuple[int, int]]]:
-        """A projection's rows, and the (partition, offset) of events without a join key."""
-        from headwater.engines.compile import compile_view
-
-        con = self.con
-        con.register("__hw_batch", table)
-        try:
-            keys_null = " OR ".join(f"{q(k)} IS NULL" for k in self.view.join_keys)
-            keyless = con.execute(
-                f"SELECT {q(KAFKA_PARTITION)}, {q(KAFKA_OFFSET)} FROM __hw_batch WHERE {keys_null}"
-            ).fetchall()
-            rows = con.sql(compile_view(self.view, "__hw_batch", table.schema)).to_arrow_table()
-        finally:
-            con.unregister("__hw_batch")
-        return rows, [(int(p), int(o)) for p, o in keyless]
-
-    def _combine(self, outputs: list[pa.Table]) -> pa.Table | None:
-        """One table of the batch's output rows (``None``: none). A window that both updated
-        and closed in the batch comes twice with the same values: kept once."""
-        import pyarrow as pa
-
-        tables = [t for t in outputs if t.num_rows]
-        if len(tables) < 2:
-            return tables[0] if tables else None
-        self.con.register("__hw_out", pa.concat_tables(tables))
-        try:
-            return self.con.sql("SELECT DISTINCT * FROM __hw_out").to_arrow_table()
-        finally:
-            self.con.unregister("__hw_out")
-
-    # ------------------------------------------------------------------ quality
-    def _gate(self) -> QualityGate:
-        from headwater.quality.gate import QualityGate
-
-        # Results are summed into the run's details rather than recorded per micro-batch.
-        return QualityGate(
-            self.con,
-            self.view,
-            run_id=self.stats.run_id,
-            registry=None,
-            offline=self.offline,
-        )
-
-    def _checked_source(self, gate: QualityGate, table: pa.Table) -> pa.Table:
-        self.con.register("__hw_decoded", table)
-        try:
-            relation = gate.source("__hw_decoded")
-            return self.con.sql(f"SELECT * FROM {relation}").to_arrow_table()
-        finally:
-            self.con.unregister("__hw_decoded")
-
-    def _count_quality(self, gate: QualityGate) -> None:
-        quality = self.stats.quality
-        for _stage, result in gate.report.results:
-            if result.action == "passed":
-                continue
-            entry = quality.setdefault(result.check, {"action": result.action, "rows_failed": 0})
-            entry["rows_failed"] += result.rows_failed
-        self.stats.rows_quarantined += gate.rows_quarantined
-
-    # ------------------------------------------------------------------ dead letters
-    def _letters(
-        self,
-        messages: list[Any],
-        where: list[tuple[int, int]],
-        check: str,
-        reason: Callable[[Any], str],
-    ) -> list[DeadLetter]:
-        if not where:
-            return []
-        from headwater.connectors.kafka.letters import DeadLetter
-
-        wanted = set(where)
-        return [
-            DeadLetter.of(message, check, reason(message))
-            for message in messages
-            if (message.partition(), message.offset()) in wanted
-        ]
-
-    def _late_reason(self, message: Any) -> str:
-        closed = self.state.closed.get(message.partition()) if self.state else None
-        return (
-            f"late event: every window it belongs to closed when the watermark of partition "
-            f"{message.partition()} passed {closed} ms (allowed lateness "
-            f"{self.clock.lateness_ms} ms)"
-        )
-
-    def _keyless_reason(self, message: Any) -> str:
-        return f"join key {', '.join(self.view.join_keys)} missing or null"
+            self._settle(consumer)
 
     # ------------------------------------------------------------------ effects
     def _write(self, rows: pa.Table | None, dead: list[DeadLetter]) -> None:
