@@ -65,6 +65,7 @@ class KafkaSource(Source):
     """
 
     kind: ClassVar[str] = "kafka"
+    __hash__ = Source.__hash__  # by kind and name: a list field is not hashable
     timestamp_field: str = KAFKA_TIMESTAMP
     connection: str
     topic: str

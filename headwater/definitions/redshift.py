@@ -58,6 +58,7 @@ class RedshiftSource(TableSource):
     """
 
     kind: ClassVar[str] = "redshift"
+    __hash__ = TableSource.__hash__  # by kind and name: a list field is not hashable
     connection: str
     unload: dict[str, str] | None = None
 

@@ -110,6 +110,7 @@ class FileSource(Source):
     """
 
     kind: ClassVar[str] = "file"
+    __hash__ = Source.__hash__  # by kind and name: a list field is not hashable
     path: str
     format: str | None = None
     hive_partitioning: bool | None = None

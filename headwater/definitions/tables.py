@@ -33,6 +33,7 @@ class TableSource(Source):
         batch_size: rows per Arrow record batch while streaming (a hint for some drivers).
     """
 
+    __hash__ = Source.__hash__  # by kind and name: a list field is not hashable
     table: str | None = None
     query: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
@@ -125,6 +126,7 @@ class PostgresSource(TableSource):
     """
 
     kind: ClassVar[str] = "postgres"
+    __hash__ = Source.__hash__  # by kind and name: a list field is not hashable
     connection: str
     partition_column: str | None = None
     num_partitions: int | None = None
@@ -182,4 +184,5 @@ class SqliteSource(TableSource):
     """
 
     kind: ClassVar[str] = "sqlite"
+    __hash__ = Source.__hash__  # by kind and name: a list field is not hashable
     path: str

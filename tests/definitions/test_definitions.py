@@ -571,3 +571,18 @@ def test_an_unknown_join_key(tmp_path: Path) -> None:
 def test_an_aggregation_of_the_wrong_type(tmp_path: Path) -> None:
     with pytest.raises(DefinitionError, match=r"view 'user_stats': cannot be computed"):
         apply(tmp_path, definitions('[Sum("country")]'))
+
+
+def test_every_source_kind_is_hashable_by_kind_and_name() -> None:
+    from headwater import KafkaSource, PostgresSource, RedshiftSource, SqliteSource
+
+    sources = [
+        FileSource("f", path="x.parquet", timestamp_field="ts", primary_key=["id"]),
+        PostgresSource("p", connection="db", table="t", timestamp_field="ts", primary_key="id"),
+        SqliteSource("s", path="x.db", table="t", timestamp_field="ts", primary_key=["id"]),
+        KafkaSource("k", connection="events", topic="t", primary_key=["id"]),
+        RedshiftSource("r", connection="wh", table="t", timestamp_field="ts", primary_key=["id"]),
+    ]
+    assert len(set(sources)) == 5
+    again = FileSource("f", path="x.parquet", timestamp_field="ts", primary_key=["id"])
+    assert hash(again) == hash(sources[0]) and again == sources[0] and again in set(sources)
