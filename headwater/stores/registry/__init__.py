@@ -23,7 +23,7 @@ from headwater.stores.registry._registry import (
     Registry,
 )
 from headwater.stores.registry._runs import HEARTBEAT_S, LEASE_S
-from headwater.stores.registry._sql import PostgresRegistryConfig, SqliteRegistryConfig
+from headwater.stores.registry._sql import Db, PostgresRegistryConfig, SqliteRegistryConfig
 
 __all__ = [
     "FINAL_STATUSES",
@@ -34,6 +34,7 @@ __all__ = [
     "STATUSES",
     "ApplyDiff",
     "CheckRecord",
+    "Db",
     "DefinitionRecord",
     "FittedStatistics",
     "PostgresRegistryConfig",
