@@ -10,12 +10,14 @@ not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow wit
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from headwater.config.machine import usable_cpus
-from headwater.engines.compile import Restriction, compile_view
+from headwater.engines.compile import Restriction, compile_ordered, compile_view
 from headwater.errors import DefinitionError
 from headwater.sql import quote_ident as q
+from headwater.stores.offline.base import TIME_ORDERED
 
 if TYPE_CHECKING:
     import duckdb
@@ -113,11 +115,24 @@ class DuckDBEngine:
         restriction: Restriction | None = None,
         batch_rows: int = 100_000,
         time_range: tuple[int, int] | None = None,
+        *,
+        ordered: bool = False,
     ) -> pa.RecordBatchReader:
-        """Stream ``view``'s output rows computed from ``relation``."""
+        """Stream ``view``'s output rows computed from ``relation``; with ``ordered``, in
+        ``event_timestamp`` order, the reader's schema saying so (:func:`time_ordered`)."""
+        import pyarrow as pa
+
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-        sql = compile_view(view, relation, schema, restriction, time_range)
-        return con.sql(sql).to_arrow_reader(batch_rows)
+        if not ordered:
+            sql = compile_view(view, relation, schema, restriction, time_range)
+            return con.sql(sql).to_arrow_reader(batch_rows)
+        plan = compile_ordered(view, relation, schema, restriction, time_range)
+        reader = con.sql(plan.sql).to_arrow_reader(batch_rows)
+        marked = reader.schema.with_metadata(TIME_ORDERED)
+        batches = first_of_runs(reader, plan.first_of) if plan.first_of else reader
+        return pa.RecordBatchReader.from_batches(
+            marked, (pa.RecordBatch.from_arrays(b.columns, schema=marked) for b in batches)
+        )
 
     def unplaceable_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str
@@ -131,6 +146,43 @@ class DuckDBEngine:
             0
         ]
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def first_of_runs(
+    batches: Iterable[pa.RecordBatch], columns: Sequence[str]
+) -> Iterator[pa.RecordBatch]:
+    """The first row of each run of rows equal in ``columns`` (the rows ordered so that equal
+    ones are adjacent, and never null there), across batch boundaries. Float NaNs are equal
+    to each other, as DuckDB groups them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    last: list[pa.Array] | None = None  # the previous batch's last row, one array per column
+    for batch in batches:
+        count = batch.num_rows
+        if not count:
+            continue
+        current = [batch.column(batch.schema.get_field_index(c)) for c in columns]
+        # same[i]: row i equals row i - 1 (for row 0: the previous batch's last row).
+        before = [
+            c.slice(0, count - 1) if last is None else pa.concat_arrays([p, c.slice(0, count - 1)])
+            for c, p in zip(current, last or current, strict=True)
+        ]
+        after = [c if last is not None else c.slice(1) for c in current]
+        same: pa.Array | None = None
+        for a, b in zip(after, before, strict=True):
+            equal = pc.equal(a, b)
+            if pa.types.is_floating(a.type):
+                equal = pc.or_(equal, pc.and_(pc.is_nan(a), pc.is_nan(b)))
+            same = equal if same is None else pc.and_(same, equal)
+        last = [c.slice(count - 1) for c in current]
+        if same is None or not pc.any(same).as_py():
+            yield batch
+            continue
+        keep = pc.invert(same)
+        if len(keep) < count:  # the first row ever has no predecessor: kept
+            keep = pa.concat_arrays([pa.nulls(1, pa.bool_()).is_null(), keep])
+        yield batch.filter(keep)
 
 
 def default_memory_limit(threads: int | None = None) -> str:
