@@ -172,12 +172,23 @@ class Ordered:
 
     Attributes:
         sql: the SELECT, ordered by ``event_timestamp`` (then the join keys, for projections).
-        first_of: columns whose runs of equal values stand for one output row: of each run,
-            only the first row is the view's (empty when the SELECT's rows are unique).
+        run: columns whose runs of equal values stand for one output row (empty when the
+            SELECT's rows are unique): :meth:`picks` chooses it.
+        order: the order choosing a run's row (the first in it).
     """
 
     sql: str
-    first_of: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()
+
+    def picks(self, relation: str, position: str) -> str:
+        """The SELECT of ``position`` of the row chosen in each run of ``relation`` (rows of
+        the SELECT, with a ``position`` column)."""
+        partition = ", ".join(q(c) for c in self.run)
+        return (
+            f"SELECT {q(position)} FROM {relation} QUALIFY row_number() OVER "
+            f"(PARTITION BY {partition} ORDER BY {', '.join(self.order)}) = 1"
+        )
 
 
 def compile_ordered(
@@ -190,11 +201,13 @@ def compile_ordered(
     """:func:`compile_view`'s rows ordered by ``event_timestamp``, for writers that store them
     by event date and so need them in that order anyway.
 
-    A projection keeps one row per (keys, event_timestamp), chosen by an order; here the sort
-    that puts the rows in time order puts that order after the keys, so the row to keep is the
-    first of its run and one sort does the work of two (the window's and the writer's). That
-    holds when the keys compare in Arrow as in DuckDB (:func:`run_key`); other keys, and
-    aggregations (one row per group already), sort :func:`compile_view`'s rows.
+    A projection keeps one row per (keys, event_timestamp), chosen by an order. Here the sort
+    that puts the rows in time order puts the keys after the time, so the rows of one (keys,
+    event_timestamp) come together, in runs: one sort does the work of two (the window's and
+    the writer's), and the order chooses a row only in the rare runs of more than one row
+    (:meth:`Ordered.picks`). That holds when the keys compare in Arrow as in DuckDB
+    (:func:`run_key`); other keys, and aggregations (one row per group already), sort
+    :func:`compile_view`'s rows.
     """
     keys = [*view.join_keys]
     types = [_type_of(schema, k) for k in keys]
@@ -211,8 +224,9 @@ def compile_ordered(
     quoted = ", ".join(q(k) for k in keys)
     rows, order = _projection_rows(view, relation, schema, quoted, ts_ms, _placeable(view))
     return Ordered(
-        f"SELECT * FROM ({rows}){where} ORDER BY event_timestamp, {quoted}, {', '.join(order)}",
-        first_of=(*keys, "event_timestamp"),
+        f"SELECT * FROM ({rows}){where} ORDER BY event_timestamp, {quoted}",
+        run=(*keys, "event_timestamp"),
+        order=tuple(order),
     )
 
 

@@ -10,11 +10,11 @@ not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow wit
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from headwater.config.machine import usable_cpus
-from headwater.engines.compile import Restriction, compile_ordered, compile_view
+from headwater.engines.compile import Ordered, Restriction, compile_ordered, compile_view
 from headwater.errors import DefinitionError
 from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import TIME_ORDERED
@@ -129,7 +129,7 @@ class DuckDBEngine:
         plan = compile_ordered(view, relation, schema, restriction, time_range)
         reader = con.sql(plan.sql).to_arrow_reader(batch_rows)
         marked = reader.schema.with_metadata(TIME_ORDERED)
-        batches = first_of_runs(reader, plan.first_of) if plan.first_of else reader
+        batches = _one_per_run(con, plan, reader) if plan.run else reader
         return pa.RecordBatchReader.from_batches(
             marked, (pa.RecordBatch.from_arrays(b.columns, schema=marked) for b in batches)
         )
@@ -148,41 +148,100 @@ class DuckDBEngine:
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
-def first_of_runs(
-    batches: Iterable[pa.RecordBatch], columns: Sequence[str]
+def _one_per_run(
+    con: duckdb.DuckDBPyConnection, plan: Ordered, batches: Iterable[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
-    """The first row of each run of rows equal in ``columns`` (the rows ordered so that equal
-    ones are adjacent, and never null there), across batch boundaries. Float NaNs are equal
-    to each other, as DuckDB groups them."""
+    """:func:`one_per_run` choosing a run's row with ``plan``'s order, in DuckDB (on a cursor:
+    ``con`` is busy streaming ``batches``)."""
+    cursor: duckdb.DuckDBPyConnection | None = None
+
+    def choose(rows: pa.Table, position: str) -> pa.Array:
+        nonlocal cursor
+        cursor = cursor or con.cursor()
+        cursor.register("__hw_runs", rows)
+        try:
+            chosen = cursor.sql(plan.picks("__hw_runs", position)).to_arrow_table()
+        finally:
+            cursor.unregister("__hw_runs")
+        return chosen.column(position).combine_chunks()
+
+    try:
+        yield from one_per_run(batches, plan.run, choose)
+    finally:
+        if cursor is not None:
+            cursor.close()
+
+
+POSITION = "__hw_position"
+
+
+def one_per_run(
+    batches: Iterable[pa.RecordBatch],
+    columns: Sequence[str],
+    choose: Callable[[pa.Table, str], pa.Array],
+) -> Iterator[pa.RecordBatch]:
+    """One row per run of rows equal in ``columns`` (the rows ordered so that equal ones are
+    adjacent, and never null there): a run of one row is kept; of a longer one, the row whose
+    position ``choose`` returns (given the runs' rows with their positions in a column named as
+    its second argument). Runs may span batches; float NaNs are equal, as DuckDB groups them."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    last: list[pa.Array] | None = None  # the previous batch's last row, one array per column
+    carry: list[pa.RecordBatch] = []  # the last run so far, which the next batch may continue
     for batch in batches:
-        count = batch.num_rows
-        if not count:
+        if not batch.num_rows:
             continue
-        current = [batch.column(batch.schema.get_field_index(c)) for c in columns]
-        # same[i]: row i equals row i - 1 (for row 0: the previous batch's last row).
-        before = [
-            c.slice(0, count - 1) if last is None else pa.concat_arrays([p, c.slice(0, count - 1)])
-            for c, p in zip(current, last or current, strict=True)
-        ]
-        after = [c if last is not None else c.slice(1) for c in current]
-        same: pa.Array | None = None
-        for a, b in zip(after, before, strict=True):
-            equal = pc.equal(a, b)
-            if pa.types.is_floating(a.type):
-                equal = pc.or_(equal, pc.and_(pc.is_nan(a), pc.is_nan(b)))
-            same = equal if same is None else pc.and_(same, equal)
-        last = [c.slice(count - 1) for c in current]
-        if same is None or not pc.any(same).as_py():
-            yield batch
-            continue
-        keep = pc.invert(same)
-        if len(keep) < count:  # the first row ever has no predecessor: kept
-            keep = pa.concat_arrays([pa.nulls(1, pa.bool_()).is_null(), keep])
-        yield batch.filter(keep)
+        rows = pa.Table.from_batches([*carry, batch])
+        same = _same_as_previous(rows, columns)
+        # The last run is held back: the next batch may continue it.
+        breaks = pc.indices_nonzero(pc.invert(same))
+        end = breaks[len(breaks) - 1].as_py() + 1 if len(breaks) else 0
+        carry = rows.slice(end).to_batches()
+        yield from _chosen(rows.slice(0, end), same.slice(0, max(end - 1, 0)), choose)
+    if carry:
+        rows = pa.Table.from_batches(carry)
+        yield from _chosen(rows, _same_as_previous(rows, columns), choose)
+
+
+def _same_as_previous(rows: pa.Table, columns: Sequence[str]) -> pa.Array:
+    """For rows 1..n-1: whether the row equals the one before in ``columns``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    count = rows.num_rows
+    same: pa.Array | None = None
+    for name in columns:
+        column = rows.column(name)
+        after, before = column.slice(1), column.slice(0, count - 1)
+        equal = pc.equal(after, before)
+        if pa.types.is_floating(column.type):
+            equal = pc.or_(equal, pc.and_(pc.is_nan(after), pc.is_nan(before)))
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None  # a run has at least one column
+    return same.combine_chunks() if isinstance(same, pa.ChunkedArray) else same
+
+
+def _chosen(
+    rows: pa.Table, same: pa.Array, choose: Callable[[pa.Table, str], pa.Array]
+) -> Iterator[pa.RecordBatch]:
+    """``rows`` (whole runs) with one row per run; ``same`` as :func:`_same_as_previous`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not rows.num_rows:
+        return
+    if not len(same) or not pc.any(same).as_py():
+        yield from rows.to_batches()
+        return
+    first = pa.nulls(1, pa.bool_()).is_valid()  # [false]: row 0 has no row before it
+    joined = pa.concat_arrays([first, same])  # row i continues a run
+    in_run = pc.or_(joined, pa.concat_arrays([same, first]))  # or the next row continues it
+    positions = pc.indices_nonzero(in_run)
+    runs = rows.take(positions).append_column(POSITION, positions)
+    picked = choose(runs, POSITION).cast(positions.type)
+    keep = pa.concat_arrays([pc.indices_nonzero(pc.invert(in_run)), picked])
+    keep = keep.take(pc.sort_indices(keep))
+    yield from rows.take(keep).to_batches()
 
 
 def default_memory_limit(threads: int | None = None) -> str:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from headwater.config import parse_config
 from headwater.definitions import Entity, FeatureView, FileSource, Sum, Tumbling
-from headwater.engines.duckdb import DuckDBEngine, first_of_runs
+from headwater.engines.duckdb import DuckDBEngine, one_per_run
 from headwater.stores.offline.base import time_ordered
 from tests.helpers import TS
 
@@ -152,21 +152,36 @@ def test_ordered_backfill_and_aggregation_rows(engine: tuple[DuckDBEngine, Any])
     assert [r["event_timestamp"] for r in got] == sorted(r["event_timestamp"] for r in got)
 
 
-def test_first_of_runs_across_batches() -> None:
-    keys = pa.array([1, 1, 2, 2, 2, 3, 3, 4], pa.int64())
-    nan = pa.array([math.nan, math.nan, 1.0, 1.0, 2.0, 2.0, 2.0, math.nan], pa.float64())
-    values = pa.array(list(range(8)), pa.int64())
+def test_one_row_per_run_across_batches() -> None:
+    keys = pa.array([1, 1, 2, 2, 2, 3, 3, 4, 5], pa.int64())
+    nan = pa.array([math.nan, math.nan, 1.0, 1.0, 2.0, 2.0, 2.0, math.nan, 3.0], pa.float64())
+    values = pa.array([10, 11, 22, 20, 21, 30, 31, 40, 50], pa.int64())
     table = pa.table({"k": keys, "f": nan, "v": values})
-    for size in (1, 2, 3, 8):
-        kept = pa.Table.from_batches(
-            list(first_of_runs(table.to_batches(max_chunksize=size), ["k"]))
-        )
-        assert kept.column("v").to_pylist() == [0, 2, 5, 7]
-        kept = pa.Table.from_batches(
-            list(first_of_runs(table.to_batches(max_chunksize=size), ["f"]))
-        )
-        assert kept.column("v").to_pylist() == [0, 2, 4, 7]
-        kept = pa.Table.from_batches(
-            list(first_of_runs(table.to_batches(max_chunksize=size), ["k", "f"]))
-        )
-        assert kept.column("v").to_pylist() == [0, 2, 4, 5, 7]
+    asked: list[list[int]] = []
+    columns: list[str] = []
+
+    def greatest(rows: pa.Table, position: str) -> pa.Array:
+        """Of each run (rows equal in ``columns``), the row with the greatest ``v``."""
+        asked.append(rows.column(position).to_pylist())
+        best: dict[tuple[Any, ...], tuple[int, int]] = {}
+        for row in rows.to_pylist():
+            key = tuple("NaN" if row[c] != row[c] else row[c] for c in columns)
+            if key not in best or row["v"] > best[key][0]:
+                best[key] = (row["v"], row[position])
+        return pa.array(sorted(p for _, p in best.values()), pa.uint64())
+
+    for size in (1, 2, 3, 4, 9):
+        batches = table.to_batches(max_chunksize=size)
+        for run, expected in (
+            (["k"], [11, 22, 31, 40, 50]),
+            (["f"], [11, 22, 31, 40, 50]),
+            (["k", "f"], [11, 22, 21, 31, 40, 50]),
+        ):
+            columns[:] = run
+            kept = pa.Table.from_batches(list(one_per_run(batches, run, greatest)))
+            assert kept.column("v").to_pylist() == expected, (size, run)
+    unique = pa.table({"k": [1, 2, 3], "f": [1.0, 2.0, 3.0], "v": [1, 2, 3]})
+    asked.clear()
+    columns[:] = ["k"]
+    kept = pa.Table.from_batches(list(one_per_run(unique.to_batches(2), ["k"], greatest)))
+    assert kept.column("v").to_pylist() == [1, 2, 3] and asked == []  # no run: nothing chosen

@@ -41,7 +41,7 @@ class PartitionFiles:
     """Files of ``event_date=<day>/part-<uuid>.parquet`` under ``root``, one partition after the
     other (a day never comes back), written by up to :data:`WRITERS` threads."""
 
-    def __init__(self, root: Path, writers: int = WRITERS) -> None:
+    def __init__(self, root: Path, writers: int | None = None) -> None:
         self.root = root
         self.rows = 0
         self._day: Any = None
@@ -50,7 +50,7 @@ class PartitionFiles:
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._dictionary: list[str] | bool | None = None
-        self._threads = [_Writer() for _ in range(max(1, writers))]
+        self._threads = [_Writer() for _ in range(max(1, writers or WRITERS))]
         self._open = False  # the current day's file has been handed to a thread
 
     def __enter__(self) -> PartitionFiles:
