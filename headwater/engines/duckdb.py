@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from headwater.config.machine import usable_cpus
+from headwater.config.machine import memory_bytes, usable_cpus
 from headwater.engines.compile import Ordered, Restriction, compile_ordered, compile_view
 from headwater.errors import DefinitionError
 from headwater.sql import quote_ident as q
@@ -119,7 +119,12 @@ class DuckDBEngine:
         ordered: bool = False,
     ) -> pa.RecordBatchReader:
         """Stream ``view``'s output rows computed from ``relation``; with ``ordered``, in
-        ``event_timestamp`` order, the reader's schema saying so (:func:`time_ordered`)."""
+        ``event_timestamp`` order, the reader's schema saying so (:data:`TIME_ORDERED`).
+
+        The sort of an ordered computation runs within :func:`sort_memory_limit` (the rest of
+        its rows spill to ``temp_directory``): spilled sorted runs cost no time that could be
+        measured (they stay in the page cache), while a sort held in memory made a run's peak
+        memory grow with its rows. The connection's limit comes back once the rows are read."""
         import pyarrow as pa
 
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
@@ -127,12 +132,18 @@ class DuckDBEngine:
             sql = compile_view(view, relation, schema, restriction, time_range)
             return con.sql(sql).to_arrow_reader(batch_rows)
         plan = compile_ordered(view, relation, schema, restriction, time_range)
+        restore = _lower_memory_limit(con, sort_memory_limit(self.config.threads))
         reader = con.sql(plan.sql).to_arrow_reader(batch_rows)
         marked = reader.schema.with_metadata(TIME_ORDERED)
         batches = _one_per_run(con, plan, reader) if plan.run else reader
-        return pa.RecordBatchReader.from_batches(
-            marked, (pa.RecordBatch.from_arrays(b.columns, schema=marked) for b in batches)
-        )
+
+        def conformed() -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                yield pa.RecordBatch.from_arrays(batch.columns, schema=marked)
+            if restore is not None:  # the sort is done with
+                con.execute("SET memory_limit = ?", [restore])
+
+        return pa.RecordBatchReader.from_batches(marked, conformed())
 
     def unplaceable_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str
@@ -242,6 +253,24 @@ def _chosen(
     keep = pa.concat_arrays([pc.indices_nonzero(pc.invert(in_run)), picked])
     keep = keep.take(pc.sort_indices(keep))
     yield from rows.take(keep).to_batches()
+
+
+def sort_memory_limit(threads: int | None = None) -> str:
+    """DuckDB's ``memory_limit`` while it sorts a view's rows into event-time order: 128 MiB,
+    or 64 MiB per thread when that is more (never above the engine's own limit)."""
+    return f"{max(128, 64 * (threads or usable_cpus()))}MiB"
+
+
+def _lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> str | None:
+    """Set ``con``'s ``memory_limit`` to ``limit`` when that is lower; return the setting to
+    restore (``None`` when it stayed)."""
+    current = str(con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    con.execute("SET memory_limit = ?", [limit])
+    lowered = str(con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    if memory_bytes(lowered) >= memory_bytes(current):
+        con.execute("SET memory_limit = ?", [current])
+        return None
+    return current
 
 
 def default_memory_limit(threads: int | None = None) -> str:

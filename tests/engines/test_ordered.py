@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from headwater.config import parse_config
+from headwater.config.machine import memory_bytes
 from headwater.definitions import Entity, FeatureView, FileSource, Sum, Tumbling
-from headwater.engines.duckdb import DuckDBEngine, one_per_run
+from headwater.engines.duckdb import DuckDBEngine, one_per_run, sort_memory_limit
 from headwater.stores.offline.base import time_ordered
 from tests.helpers import TS
 
@@ -185,3 +186,24 @@ def test_one_row_per_run_across_batches() -> None:
     columns[:] = ["k"]
     kept = pa.Table.from_batches(list(one_per_run(unique.to_batches(2), ["k"], greatest)))
     assert kept.column("v").to_pylist() == [1, 2, 3] and asked == []  # no run: nothing chosen
+
+
+def test_the_sort_runs_within_its_memory_budget(engine: tuple[DuckDBEngine, Any]) -> None:
+    duck, con = engine
+    con.register("src", events("int", [(k, k, None, 1, "x") for k in range(50)]))
+
+    def limit() -> float:
+        cursor = con.cursor()  # `con` is busy streaming the rows
+        try:
+            return memory_bytes(
+                cursor.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            )
+        finally:
+            cursor.close()
+
+    before = limit()
+    reader = duck.compute(con, projection("k", created=False), "src", batch_rows=7, ordered=True)
+    assert limit() == memory_bytes(sort_memory_limit(duck.config.threads))
+    assert limit() < before
+    assert reader.read_all().num_rows == 50
+    assert limit() == before  # given back once the rows are read

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from headwater.config.machine import memory_bytes
 from headwater.errors import DefinitionError, RunFailed
 from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import (
@@ -271,7 +272,7 @@ class DeltaOfflineStore:
             limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
             con.execute("SET memory_limit = ?", [engine.memory_limit])
             configured = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
-            if _bytes(configured) > _bytes(limit):
+            if memory_bytes(configured) > memory_bytes(limit):
                 con.execute("SET memory_limit = ?", [limit])
         if engine.threads:
             con.execute(f"SET threads = {int(engine.threads)}")
@@ -528,11 +529,3 @@ def _check_storable(view: FeatureView, schema: pa.Schema) -> None:
                 "store cannot hold",
                 fix="convert it in the view, e.g. CAST(x AS VARCHAR) or epoch_us(x)",
             )
-
-
-def _bytes(setting: str) -> float:
-    """Bytes of a DuckDB memory setting as it reports it (``"256.0 MiB"``, ``"1.8 GiB"``)."""
-    number, _, unit = setting.strip().partition(" ")
-    scale: dict[str, float] = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
-    scale |= {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
-    return float(number) * scale.get(unit, 1)
