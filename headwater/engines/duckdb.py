@@ -220,6 +220,8 @@ def _same_as_previous(rows: pa.Table, columns: Sequence[str]) -> pa.Array:
     import pyarrow.compute as pc
 
     count = rows.num_rows
+    if count < 2:  # (an empty chunked array would import pandas to combine its no chunks)
+        return pa.nulls(0, pa.bool_()).is_valid()
     same: pa.Array | None = None
     for name in columns:
         column = rows.column(name)

@@ -1064,6 +1064,28 @@ def test_a_view_computed_from_the_stream_matches_the_kept_read(
     store.close()
 
 
+def test_a_run_imports_neither_pandas_nor_polars(tmp_path: Path, pg_dsn: str) -> None:
+    """pyarrow (``pa.array``, ``pa.scalar``, ``to_numpy``), DuckDB (a registered table) and the
+    ADBC DB-API import pandas or polars when they are installed, a third of a second of a run
+    that needs neither."""
+    import subprocess
+    import sys
+
+    create_big(pg_dsn, 5_000)
+    store = make_store(tmp_path, pg_dsn, BIG_DEFS)
+    store.apply()
+    store.close()
+    code = (
+        "import sys, headwater\n"
+        f"store = headwater.FeatureStore({str(tmp_path)!r})\n"
+        "(result,) = store.run()\n"
+        "store.close()\n"
+        "print(result.inserted, sorted(m for m in ('pandas', 'polars') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(maxsplit=1) == ["5000", "[]\n"]
+
+
 # ---------------------------------------------------------------------- libpq options
 PATH_DEFS = """
 from headwater import Entity, FeatureView, PostgresSource
