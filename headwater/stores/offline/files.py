@@ -2,9 +2,10 @@
 
 The rows come ordered by ``event_date`` (sorted by DuckDB, or by the engine in event-time
 order). :class:`PartitionFiles` buffers one row group, then hands it to the writer thread of
-its file: files go to a few threads in turn, so while one thread encodes and compresses a day,
-another encodes the next one, and each file's row groups stay in order on its thread. Memory
-holds the row group being filled plus, per thread, the one it writes and one waiting.
+its file: each new file goes to the thread with the least work queued, so while one thread
+encodes and compresses a day, another encodes the next one, and each file's row groups stay in
+order on its thread. Memory holds the row group being filled plus, per thread, the one it
+writes and one waiting.
 
 Dictionary encoding is chosen per column from a sample of the first rows: Arrow's writer would
 otherwise build a dictionary for every column of every row group and drop it once it outgrows
@@ -46,11 +47,11 @@ class PartitionFiles:
         self.rows = 0
         self._day: Any = None
         self._in_file = 0
-        self._files = 0
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._dictionary: list[str] | bool | None = None
         self._threads = [_Writer() for _ in range(max(1, writers or WRITERS))]
+        self._writer = self._threads[0]  # the thread of the current file
         self._open = False  # the current day's file has been handed to a thread
 
     def __enter__(self) -> PartitionFiles:
@@ -81,13 +82,9 @@ class PartitionFiles:
         if self._pending_rows >= ROW_GROUP_ROWS:
             self._flush()
 
-    def _thread(self) -> _Writer:
-        return self._threads[self._files % len(self._threads)]
-
     def _close_file(self) -> None:
         if self._open:
-            self._thread().send(("close",))
-            self._files += 1
+            self._writer.send(("close",))
             self._open = False
 
     def _flush(self) -> None:
@@ -106,9 +103,11 @@ class PartitionFiles:
             # write, not be recreated with only the partitions written after.
             folder.mkdir(exist_ok=True)
             path = folder / f"part-{uuid.uuid4().hex}.parquet"
-            self._thread().send(("open", path, table.schema, self._dictionary))
+            # A new file goes to the thread with the least work queued.
+            self._writer = min(self._threads, key=lambda thread: thread.backlog())
+            self._writer.send(("open", path, table.schema, self._dictionary))
             self._open = True
-        self._thread().send(("write", table))
+        self._writer.send(("write", table))
 
 
 class _Writer:
@@ -125,6 +124,10 @@ class _Writer:
         self.raise_failure()
         self._queue.put(message)
 
+    def backlog(self) -> int:
+        """Messages sent and not yet done with."""
+        return self._queue.unfinished_tasks
+
     def finish(self) -> None:
         """Let the thread end once it has written what it was sent, and wait for it."""
         self._queue.put(None)
@@ -140,6 +143,7 @@ class _Writer:
         writer: Any = None
         while (message := self._queue.get()) is not None:
             if self._failure is not None:
+                self._queue.task_done()
                 continue  # drain: the sender finds the failure at its next message
             try:
                 if message[0] == "open":
@@ -154,6 +158,7 @@ class _Writer:
                     writer = None
             except BaseException as exc:  # handed to the sender, which raises it
                 self._failure = exc
+            self._queue.task_done()
         if writer is not None:  # the write failed: close the file (its folder is removed)
             writer.close()
 
