@@ -4,7 +4,8 @@
 
 Runs under headwater's virtualenv (``headwater``, ``headwater-*``) or under the peers'
 virtualenv (``dlt-*``, ``pandas``), so only the standard library is imported at module level.
-Times only the read itself (imports and set-up excluded) and prints one JSON line:
+Times only the read itself (imports and set-up excluded; the ``dlt-run-*`` contenders are whole
+processes, timed by the caller) and prints one JSON line:
 ``{"rows": N, "seconds": S, "cpu_s": C, "detail": "...", "rss_before": BYTES}``: ``cpu_s`` is
 the process's CPU time (all threads) during the read and ``rss_before`` the peak RSS reached
 before it started. The caller measures the process's peak RSS.
@@ -78,24 +79,29 @@ class _CaptureRegister:
         return getattr(self._con, name)
 
 
-def _headwater_project(args: argparse.Namespace) -> Path:
-    """A throw-away project folder with the benchmark table as a source and a projection view."""
-    project = Path(args.workdir) / "project"
+def headwater_project(project: Path, dsn: str, table: str, columns: list[str]) -> Path:
+    """A project folder with the benchmark table as a source and a projection view (entity key
+    ``id``, event time ``event_at``, every other column a feature), not applied yet."""
     project.mkdir(parents=True)
     (project / "headwater.yaml").write_text(
-        f"project: bench\nconnections:\n  bench: {{type: postgres, dsn: {json.dumps(args.dsn)}}}\n"
+        f"project: bench\nconnections:\n  bench: {{type: postgres, dsn: {json.dumps(dsn)}}}\n"
     )
-    columns = args.columns.split(",")
     features = {c: c for c in columns if c not in ("id", "event_at")}
     (project / "features.py").write_text(
         "from headwater import Entity, FeatureView, PostgresSource\n\n"
         'row = Entity("row", join_keys=["id"])\n'
-        f'bench = PostgresSource("bench", connection="bench", table="public.{args.table}",\n'
+        f'bench = PostgresSource("bench", connection="bench", table="public.{table}",\n'
         '                       timestamp_field="event_at")\n'
         'bench_features = FeatureView("bench_features", entity=row, source=bench,\n'
         f"                             features={features!r}, online=False)\n"
     )
     return project
+
+
+def _headwater_project(args: argparse.Namespace) -> Path:
+    """A throw-away project folder in the work folder (see :func:`headwater_project`)."""
+    folder = Path(args.workdir) / "project"
+    return headwater_project(folder, args.dsn, args.table, args.columns.split(","))
 
 
 def headwater_extract(args: argparse.Namespace, **options: Any) -> Result:
@@ -199,24 +205,45 @@ def _dlt_iterate(backend: str, **backend_kwargs: Any) -> Callable[[argparse.Name
     return run
 
 
-def dlt_filesystem(args: argparse.Namespace) -> Result:
-    """A dlt pipeline run (extract, normalize, load) into a local filesystem destination."""
-    _dlt_env(args)
-    _preimport("dlt.sources.sql_database", "sqlalchemy", "psycopg2", "pyarrow.parquet")
+def _dlt_pipeline(args: argparse.Namespace) -> Any:
+    """A dlt pipeline into a new local filesystem destination in the work folder."""
     import dlt
 
     work = Path(args.workdir)
-    pipeline = dlt.pipeline(
+    return dlt.pipeline(
         pipeline_name="bench",
         destination=dlt.destinations.filesystem(bucket_url=(work / "lake").as_uri()),
         dataset_name="bench",
         pipelines_dir=str(work / "pipelines"),
     )
+
+
+def dlt_filesystem(args: argparse.Namespace) -> Result:
+    """A dlt pipeline run (extract, normalize, load) into a local filesystem destination."""
+    _dlt_env(args)
+    _preimport("dlt.sources.sql_database", "sqlalchemy", "psycopg2", "pyarrow.parquet")
+    pipeline = _dlt_pipeline(args)
     started = _started()
     pipeline.run(_dlt_table(args, "pyarrow", {}), loader_file_format="parquet")
     seconds = _stopped(started)
     counts = pipeline.last_trace.last_normalize_info.row_counts
     return int(counts.get(args.table, 0)), seconds, "pipeline.run, Parquet files"
+
+
+def _dlt_run(backend: str, **backend_kwargs: Any) -> Callable[[argparse.Namespace], Result]:
+    """A whole dlt pipeline process: imports, ``pipeline.run`` (extract, normalize, load)
+    into a local filesystem destination as Parquet. The caller times the process."""
+
+    def run(args: argparse.Namespace) -> Result:
+        started = _started()
+        _dlt_env(args)
+        pipeline = _dlt_pipeline(args)
+        pipeline.run(_dlt_table(args, backend, backend_kwargs), loader_file_format="parquet")
+        seconds = _stopped(started)
+        counts = pipeline.last_trace.last_normalize_info.row_counts
+        return int(counts.get(args.table, 0)), seconds, "whole process: pipeline.run, Parquet"
+
+    return run
 
 
 # ---------------------------------------------------------------- pandas
@@ -245,6 +272,9 @@ CONTENDERS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "dlt-connectorx": _dlt_iterate("connectorx"),
     "dlt-connectorx-stream": _dlt_iterate("connectorx", return_type="arrow_stream"),
     "dlt-filesystem": dlt_filesystem,
+    "dlt-run-pyarrow": _dlt_run("pyarrow"),
+    "dlt-run-connectorx": _dlt_run("connectorx"),
+    "dlt-run-connectorx-stream": _dlt_run("connectorx", return_type="arrow_stream"),
     "pandas": pandas_read_sql,
 }
 

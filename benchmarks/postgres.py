@@ -1,9 +1,11 @@
-"""PostgreSQL extraction: headwater's reader against `psql \\copy`, dlt and pandas.
+"""PostgreSQL extraction: headwater's reader against `psql \\copy`, dlt and pandas; and the
+whole ingest process, `headwater run` into the Delta offline store against dlt's pipelines.
 
 Reads every column of a generated table of N rows (bigint, integer, numeric(12,2), double,
 timestamptz, date, text, boolean) with each contender in a process of its own, several times,
 and reports the median wall time, rows/s, MB/s (of the table's on-disk size) and peak RSS.
-Writes the results to the "PostgreSQL extraction" section of docs/benchmarks.md.
+Writes the results to the "PostgreSQL extraction" and "PostgreSQL ingest, whole process"
+sections of docs/benchmarks.md (each only when one of its contenders ran).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,8 +41,9 @@ from _common import (
     write_doc_section,
 )
 
-DESCRIPTION = "PostgreSQL extraction: headwater vs psql \\copy, dlt and pandas"
+DESCRIPTION = "PostgreSQL extraction and ingest: headwater vs psql \\copy, dlt and pandas"
 SECTION = "PostgreSQL extraction"
+PROCESS_SECTION = "PostgreSQL ingest, whole process"
 TABLE_VERSION = 1  # bump when the generated data changes, so old tables are rebuilt
 COLUMNS = [
     "id",
@@ -58,9 +62,11 @@ WORKER = Path(__file__).resolve().parent / "_pg_worker.py"
 @dataclass(frozen=True)
 class Contender:
     name: str
-    runs_in: str  # "psql", "headwater" (this virtualenv) or "peers"
+    runs_in: str  # "psql", "headwater" (this virtualenv), "headwater-cli" or "peers"
     what: str
-    role: str = "extract"  # "reference", "extract" (batches, kept nowhere) or "load" (written)
+    role: str = "extract"
+    """"reference" (psql), "extract" (batches, kept nowhere), "load" (written; the read timed)
+    or "process" (the whole process timed, imports included, its result written)."""
 
 
 CONTENDERS = [
@@ -97,10 +103,40 @@ CONTENDERS = [
         "load",
     ),
     Contender("pandas", "peers", "`pandas.read_sql` over SQLAlchemy + psycopg 3", "extract"),
+    Contender(
+        "headwater-run",
+        "headwater-cli",
+        "`headwater run` (the CLI) of the projection view in a project applied beforehand, "
+        "into an empty Delta offline store",
+        "process",
+    ),
+    Contender(
+        "dlt-run-pyarrow",
+        "peers",
+        "dlt `pipeline.run(sql_table(backend='pyarrow'))` → local filesystem, Parquet",
+        "process",
+    ),
+    Contender(
+        "dlt-run-connectorx",
+        "peers",
+        "the same with `backend='connectorx'`",
+        "process",
+    ),
+    Contender(
+        "dlt-run-connectorx-stream",
+        "peers",
+        "the same with `backend='connectorx'`, `return_type='arrow_stream'`",
+        "process",
+    ),
 ]
 BY_NAME = {c.name: c for c in CONTENDERS}
-GROUPS = {"dlt": [c.name for c in CONTENDERS if c.name.startswith("dlt-")]}
-NEVER_SKIPPED = {"psql", "headwater", "headwater-partitioned", "headwater-e2e"}
+GROUPS = {
+    "dlt": [c.name for c in CONTENDERS if c.name.startswith("dlt-")],
+    "process": ["psql", *(c.name for c in CONTENDERS if c.role == "process")],
+}
+NEVER_SKIPPED = {"psql", "headwater", "headwater-partitioned", "headwater-e2e", "headwater-run"}
+WHOLE = ("reference", "process")
+"""Roles timed as whole processes (psql's \\copy is one too)."""
 
 
 @dataclass
@@ -269,7 +305,44 @@ def run_worker(args: argparse.Namespace, python: Path, name: str, table: str) ->
         raise RuntimeError(f"exited with {child.returncode}: {tail}")
     report = json.loads(last_line(child.stdout))
     rows, seconds, cpu = int(report["rows"]), float(report["seconds"]), float(report["cpu_s"])
+    if BY_NAME[name].role == "process":
+        seconds, cpu = child.wall_s, child.cpu_s
     return child, rows, seconds, cpu, str(report["detail"]), int(report.get("rss_before", 0))
+
+
+def prepare_project(args: argparse.Namespace, table: str) -> Path:
+    """A project over ``table`` in the work folder, applied (not timed): ``headwater run``
+    then reads, computes and writes only."""
+    from _pg_worker import headwater_project
+
+    project = WORK_DIR / f"project-{table}-{os.getpid()}"
+    shutil.rmtree(project, ignore_errors=True)
+    headwater_project(project, _admin(args, args.database), table, COLUMNS)
+    cli = Path(sys.executable).parent / "headwater"
+    done = subprocess.run(
+        [str(cli), "apply", "--repo", str(project)], capture_output=True, text=True, cwd=ROOT
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"headwater apply failed: {done.stderr.strip() or done.stdout}")
+    return project
+
+
+def run_headwater_cli(args: argparse.Namespace, project: Path) -> Run:
+    """``headwater run`` as a process of its own, into an empty offline store."""
+    shutil.rmtree(project / "data", ignore_errors=True)
+    shutil.rmtree(project / ".headwater" / "tmp", ignore_errors=True)
+    cli = Path(sys.executable).parent / "headwater"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    child = run_child([str(cli), "run", "--repo", str(project)], env=env, timeout_s=args.timeout)
+    if child.timed_out:
+        raise RuntimeError(f"timed out after {args.timeout:.0f} s")
+    if child.returncode != 0:
+        tail = "\n".join((child.stderr.strip() or child.stdout.strip()).splitlines()[-5:])
+        raise RuntimeError(f"exited with {child.returncode}: {tail}")
+    found = re.search(r"(\d+) rows in, (\d+) inserted", child.stdout)
+    rows = int(found.group(1)) if found else -1
+    detail = f"whole process; {found.group(2) if found else '?'} rows inserted into a new table"
+    return child, rows, child.wall_s, child.cpu_s, detail, 0
 
 
 def too_big(args: argparse.Namespace, earlier: Outcome | None, rows: int, earlier_rows: int) -> str:
@@ -303,6 +376,9 @@ def measure_size(
     say(f"{table}: {fmt_bytes(size)}; warming the page cache with one untimed \\copy")
     run_psql(args, table)
     outcomes = {name: Outcome(BY_NAME[name]) for name in names}
+    project = None
+    if any(BY_NAME[n].runs_in == "headwater-cli" for n in names):
+        project = prepare_project(args, table)
     for name in names:
         if name not in NEVER_SKIPPED:
             outcomes[name].skipped = too_big(args, earlier.get(name), rows, earlier_rows)
@@ -317,6 +393,9 @@ def measure_size(
             try:
                 if contender.runs_in == "psql":
                     child, got, seconds, cpu, detail, base = run_psql(args, table)
+                elif contender.runs_in == "headwater-cli":
+                    assert project is not None
+                    child, got, seconds, cpu, detail, base = run_headwater_cli(args, project)
                 else:
                     python = peers_python if contender.runs_in == "peers" else sys.executable
                     assert python is not None, "the peers virtualenv was not set up"
@@ -339,21 +418,25 @@ def measure_size(
                 f"{fmt_count(rows / seconds)} rows/s, client CPU {cpu:.2f} s, "
                 f"peak RSS {fmt_bytes(child.peak_rss)}"
             )
+    if project is not None:
+        shutil.rmtree(project, ignore_errors=True)
     return table, size, outcomes
 
 
 # ---------------------------------------------------------------- reporting
 DLT_EXTRACT = ("dlt-pyarrow", "dlt-connectorx", "dlt-connectorx-stream")
+DLT_PROCESS = ("dlt-run-pyarrow", "dlt-run-connectorx", "dlt-run-connectorx-stream")
 
 
-def dlt_best(outcomes: dict[str, Outcome]) -> Outcome | None:
-    done = [outcomes[n] for n in DLT_EXTRACT if n in outcomes and outcomes[n].ok]
+def dlt_best(outcomes: dict[str, Outcome], names: tuple[str, ...] = DLT_EXTRACT) -> Outcome | None:
+    done = [outcomes[n] for n in names if n in outcomes and outcomes[n].ok]
     return min(done, key=lambda o: o.median_s) if done else None
 
 
-def size_table(rows: int, size: int, outcomes: dict[str, Outcome]) -> str:
+def size_table(rows: int, size: int, outcomes: dict[str, Outcome], best: Outcome | None) -> str:
+    """One size's table: ``outcomes`` (psql among them for *vs \\copy*) and ``best``, the
+    dlt contender the *vs dlt best* column compares with."""
     copy = outcomes.get("psql")
-    best = dlt_best(outcomes)
     lines = []
     for name, out in outcomes.items():
         if not out.ok:
@@ -379,7 +462,16 @@ def size_table(rows: int, size: int, outcomes: dict[str, Outcome]) -> str:
     return markdown_table(headers, lines, "lrrrrrrrr")
 
 
-def targets(results: list[tuple[int, int, dict[str, Outcome]]], rss_growth: float) -> list[str]:
+def judged(rows: int, subject: str, other: Outcome, ours: Outcome, target: float, of: str) -> str:
+    """A target line: ``ours``'s rate over ``other``'s, and whether it reaches ``target``."""
+    ratio = other.median_s / ours.median_s
+    verdict = "holds" if ratio >= target else "does not hold"
+    return (
+        f"{fmt_rows(rows)} rows: {subject} at {ratio:.2f}x {of} (target ≥ {target:g}x): {verdict}"
+    )
+
+
+def targets(results: Results, rss_growth: float) -> list[str]:
     """The targets for headwater's reader, each judged (never asserted)."""
     notes = []
     for rows, _size, outcomes in results:
@@ -387,19 +479,10 @@ def targets(results: list[tuple[int, int, dict[str, Outcome]]], rss_growth: floa
         if not (hw and hw.ok):
             continue
         if copy and copy.ok:
-            ratio = copy.median_s / hw.median_s
-            verdict = "holds" if ratio >= 0.8 else "does not hold"
-            notes.append(
-                f"{fmt_rows(rows)} rows: headwater reads at {ratio:.2f}x the `\\copy` rate "
-                f"(target ≥ 0.8x): {verdict}"
-            )
+            notes.append(judged(rows, "headwater reads", copy, hw, 0.8, "the `\\copy` rate"))
         if best:
-            ratio = best.median_s / hw.median_s
-            verdict = "holds" if ratio >= 1.5 else "does not hold"
-            notes.append(
-                f"{fmt_rows(rows)} rows: headwater reads at {ratio:.2f}x the rate of dlt's best "
-                f"backend, {best.contender.name} (target ≥ 1.5x): {verdict}"
-            )
+            against = f"the rate of dlt's best backend, {best.contender.name}"
+            notes.append(judged(rows, "headwater reads", best, hw, 1.5, against))
     for rows, _size, outcomes in results:
         e2e, dlt_fs = outcomes.get("headwater-e2e"), outcomes.get("dlt-filesystem")
         if e2e and e2e.ok and dlt_fs and dlt_fs.ok:
@@ -427,25 +510,29 @@ def targets(results: list[tuple[int, int, dict[str, Outcome]]], rss_growth: floa
     return notes
 
 
-def report(
+Results = list[tuple[int, int, dict[str, Outcome]]]
+
+
+def _of_section(results: Results, whole: bool) -> Results:
+    """The outcomes of one section: whole processes (with psql) or the others (with psql)."""
+    picked = []
+    for rows, size, outcomes in results:
+        mine = {
+            n: o for n, o in outcomes.items() if n == "psql" or (o.contender.role in WHOLE) == whole
+        }
+        if any(n != "psql" for n in mine):
+            picked.append((rows, size, mine))
+    return picked
+
+
+def _sections(
     args: argparse.Namespace,
-    results: list[tuple[int, int, dict[str, Outcome]]],
+    results: Results,
     facts: dict[str, str],
+    intro: str,
+    best_of: tuple[str, ...],
+    verdicts: list[str],
 ) -> str:
-    intro = (
-        "Each contender reads every column of `bench_<N>` "
-        f"(`{', '.join(COLUMNS)}`: bigint, integer, numeric(12,2), double precision, "
-        "timestamptz, date, text, text with nulls, boolean; generated with `generate_series`), "
-        f"in a process of its own, {args.repeat} time(s) per table size, after one untimed "
-        "`\\copy` that warms the page cache. Times are the median of the runs and cover the read "
-        "alone (imports and set-up excluded; `\\copy` is the whole `psql` process). MB/s is the "
-        "table's `pg_total_relation_size` over that time. Peak RSS is the contender's process "
-        "(`ru_maxrss` from `wait4`), not the PostgreSQL backend's; *client CPU s* is the median "
-        "user + system CPU time of that process during the read (all its threads; the server's "
-        "work is not in it). *vs \\copy* and *vs dlt best* "
-        "are rate ratios (above 1x is faster); dlt's best is the fastest of its extraction "
-        "contenders (`dlt-filesystem` also writes, so it is left out of that)."
-    )
     parts = [
         textwrap.fill(intro, width=100, break_on_hyphens=False, break_long_words=False),
         "",
@@ -464,7 +551,7 @@ def report(
             "",
             f"### {rows:,} rows ({fmt_bytes(size)} on disk)",
             "",
-            size_table(rows, size, outcomes),
+            size_table(rows, size, outcomes, dlt_best(outcomes, best_of)),
         ]
         notes = [
             f"- {name}: {out.skipped or ('failed: ' + out.failed if out.failed else out.detail)}"
@@ -473,10 +560,79 @@ def report(
         ]
         if notes:
             parts += ["", *notes]
-    verdicts = targets(results, args.rss_growth)
     if verdicts:
         parts += ["", "### Targets", "", *(f"- {line}" for line in verdicts)]
     return "\n".join(parts) + "\n"
+
+
+def report(args: argparse.Namespace, results: Results, facts: dict[str, str]) -> str:
+    """The extraction section (every contender but the whole-process ones)."""
+    intro = (
+        "Each contender reads every column of `bench_<N>` "
+        f"(`{', '.join(COLUMNS)}`: bigint, integer, numeric(12,2), double precision, "
+        "timestamptz, date, text, text with nulls, boolean; generated with `generate_series`), "
+        f"in a process of its own, {args.repeat} time(s) per table size, after one untimed "
+        "`\\copy` that warms the page cache. Times are the median of the runs and cover the read "
+        "alone (imports and set-up excluded; `\\copy` is the whole `psql` process). MB/s is the "
+        "table's `pg_total_relation_size` over that time. Peak RSS is the contender's process "
+        "(`ru_maxrss` from `wait4`), not the PostgreSQL backend's; *client CPU s* is the median "
+        "user + system CPU time of that process during the read (all its threads; the server's "
+        "work is not in it). *vs \\copy* and *vs dlt best* "
+        "are rate ratios (above 1x is faster); dlt's best is the fastest of its extraction "
+        "contenders (`dlt-filesystem` also writes, so it is left out of that). The whole "
+        f'ingest processes are in the section "{PROCESS_SECTION}".'
+    )
+    chosen = _of_section(results, whole=False)
+    verdicts = targets(chosen, args.rss_growth)
+    return _sections(args, chosen, facts, intro, DLT_EXTRACT, verdicts)
+
+
+def process_report(args: argparse.Namespace, results: Results, facts: dict[str, str]) -> str:
+    """The whole-process section: `headwater run`, dlt's pipelines and `\\copy`."""
+    intro = (
+        "The whole ingest, as a user runs it: each contender is a process of its own, timed "
+        "from its start to its exit (interpreter, imports, connecting, reading, writing), "
+        f"{args.repeat} time(s) per table size, round-robin, in the same run as `psql \\copy` to "
+        "`/dev/null`. `headwater-run` is the `headwater run` command in a project whose "
+        "`headwater apply` ran beforehand (not timed), writing the projection view of every "
+        "column into a new Delta table (the offline folder is emptied before each run); the "
+        "`dlt-run-*` contenders are one Python process each running dlt's "
+        "`pipeline.run(sql_table(...), loader_file_format='parquet')` (extract, normalize, "
+        "load) into a new local filesystem destination. *client CPU s* is the whole process "
+        "(all threads, not the server); peak RSS is the process's `ru_maxrss`. *vs \\copy* and "
+        "*vs dlt best* are rate ratios; dlt's best is its fastest `dlt-run-*` contender at that "
+        "size."
+    )
+    chosen = _of_section(results, whole=True)
+    verdicts = process_targets(chosen, args.rss_growth)
+    return _sections(args, chosen, facts, intro, DLT_PROCESS, verdicts)
+
+
+def process_targets(results: Results, rss_growth: float) -> list[str]:
+    """The issue's targets for `headwater run`, each judged (never asserted)."""
+    notes = []
+    for rows, _size, outcomes in results:
+        run, copy = outcomes.get("headwater-run"), outcomes.get("psql")
+        best = dlt_best(outcomes, DLT_PROCESS)
+        if not (run and run.ok):
+            continue
+        if best:
+            against = f"the rate of dlt's best whole pipeline, {best.contender.name}"
+            notes.append(judged(rows, "`headwater run` runs", best, run, 1.5, against))
+        if copy and copy.ok:
+            notes.append(judged(rows, "`headwater run` runs", copy, run, 0.5, "the `\\copy` rate"))
+    measured = [(r, o["headwater-run"]) for r, _s, o in results if o.get("headwater-run")]
+    measured = [(r, o) for r, o in measured if o.ok]
+    if len(measured) >= 2:
+        (small_rows, small), (big_rows, big) = measured[0], measured[-1]
+        growth = big.rss / small.rss
+        verdict = "holds" if growth <= rss_growth else "does not hold"
+        notes.append(
+            f"`headwater run` peak RSS {fmt_bytes(small.rss)} at {fmt_rows(small_rows)} rows, "
+            f"{fmt_bytes(big.rss)} at {fmt_rows(big_rows)} rows: {growth:.2f}x (target: flat, "
+            f"≤ {rss_growth:g}x): {verdict}"
+        )
+    return notes
 
 
 # ---------------------------------------------------------------- entry point
@@ -581,7 +737,7 @@ def _main(args: argparse.Namespace) -> int:
     facts["psql"] = psql.stdout.strip()
 
     start_load = os.getloadavg()[0]
-    results: list[tuple[int, int, dict[str, Outcome]]] = []
+    results: Results = []
     earlier: dict[str, Outcome] = {}
     earlier_rows = 0
     for rows in args.sizes:
@@ -593,9 +749,15 @@ def _main(args: argparse.Namespace) -> int:
     facts["load average (1 min)"] = (
         f"{start_load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     )
-    text = report(args, results, facts)
-    print(text)
-    if not args.no_doc:
-        write_doc_section(SECTION, text)
-        say(f"wrote the {SECTION!r} section of {Path('docs/benchmarks.md')}")
+    for heading, build, whole in (
+        (SECTION, report, False),
+        (PROCESS_SECTION, process_report, True),
+    ):
+        if not _of_section(results, whole):
+            continue
+        text = build(args, results, facts)
+        print(f"## {heading}\n\n{text}")
+        if not args.no_doc:
+            write_doc_section(heading, text)
+            say(f"wrote the {heading!r} section of {Path('docs/benchmarks.md')}")
     return 0

@@ -9,7 +9,7 @@ orchestrator commits it only after the data it covers is written.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -71,19 +71,71 @@ class ConnectionLost(ConnectionFailed):
 
 @dataclass
 class StreamScan(Scan):
-    """A :class:`Scan` of a one-shot Arrow stream, which the runner stages in DuckDB.
+    """A :class:`Scan` of a one-shot Arrow stream, which the runner stages in DuckDB when the
+    view needs its rows more than once, or computes from as it comes.
 
     Attributes:
         failure: the exception that ended the stream early, as the connector raised it.
         retries: how many times the whole read may be started again after a
             :class:`ConnectionLost`.
         backoff_s: delay before the first such retry (doubled each time, with jitter).
+        complete: whether the stream has yielded its last batch.
+        watchers: called with each batch as the stream yields it, so that the runner can count
+            rows on the way instead of keeping the stream; ``None`` when the stream does not
+            call them (it is then kept). :func:`stream_scan` builds scans that do.
     """
 
     failure: Callable[[], BaseException | None] = field(default=lambda: None)
     one_shot: bool = True
     retries: int = 0
     backoff_s: float = 0.5
+    complete: Callable[[], bool] = field(default=lambda: False)
+    watchers: list[Callable[[pa.RecordBatch], None]] | None = None
+
+
+def stream_scan(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    checkpoint: Callable[[], Any] = lambda: None,
+    rows_read: Callable[[], int | None] = lambda: None,
+    retries: int = 0,
+    backoff_s: float = 0.5,
+) -> StreamScan:
+    """Register the lazy ``batches`` of source ``name`` with ``con`` (as ``__hw_src_<name>``)
+    and describe them as a :class:`StreamScan` that keeps the exception ending them early,
+    knows when they are complete, and calls its watchers with each batch."""
+    import pyarrow as pa
+
+    failures: list[BaseException] = []
+    ended: list[bool] = []
+    watchers: list[Callable[[pa.RecordBatch], None]] = []
+
+    def guarded() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in batches:
+                for watch in watchers:
+                    watch(batch)
+                yield batch
+        except Exception as exc:
+            failures.append(exc)
+            raise
+        ended.append(True)
+
+    relation = f"__hw_src_{name}"
+    con.register(relation, pa.RecordBatchReader.from_batches(schema, guarded()))
+    return StreamScan(
+        relation=relation,
+        checkpoint=checkpoint,
+        rows_read=rows_read,
+        failure=lambda: failures[-1] if failures else None,
+        retries=retries,
+        backoff_s=backoff_s,
+        complete=lambda: bool(ended),
+        watchers=watchers,
+    )
 
 
 def backoff_delay(attempt: int, base_s: float) -> float:

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.connectors.base import Scan, StreamScan
+from headwater.connectors.base import Scan, stream_scan
 from headwater.definitions.durations import to_millis
 from headwater.errors import DefinitionError
 from headwater.sql import quote_ident
@@ -286,31 +286,20 @@ class TableConnector:
 
         Returns:
             A :class:`StreamScan`: the view's name, the checkpoint and row count once read,
-            the error that ended the stream if any, and the connector's retry policy.
+            the error that ended the stream if any, the connector's retry policy, and the
+            watchers the stream calls with each batch.
         """
-        import pyarrow as pa
-
         mark = decode_cursor(checkpoint)
         schema, batches = self._read(mark)
         tracker = CursorTracker(self.source.cursor_field, mark)
-        failures: list[BaseException] = []
-
-        def guarded() -> Iterator[pa.RecordBatch]:
-            try:
-                yield from tracker.track(batches)
-            except Exception as exc:
-                failures.append(exc)
-                raise
-
-        reader = pa.RecordBatchReader.from_batches(schema, guarded())
-        view = f"__hw_src_{self.source.name}"
-        con.register(view, reader)
         retries, backoff_s = self._retry_policy()
-        return StreamScan(
-            relation=view,
+        return stream_scan(
+            con,
+            self.source.name,
+            schema,
+            tracker.track(batches),
             checkpoint=tracker.checkpoint,
             rows_read=lambda: tracker.rows,
-            failure=lambda: failures[-1] if failures else None,
             retries=retries,
             backoff_s=backoff_s,
         )

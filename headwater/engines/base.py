@@ -79,11 +79,15 @@ class BatchEngine(Protocol):
         restriction: Restriction | None = None,
         batch_rows: int = 100_000,
         time_range: tuple[int, int] | None = None,
+        *,
+        ordered: bool = False,
     ) -> pa.RecordBatchReader:
         """Stream ``view``'s output rows computed from ``relation`` (the source rows, after
         checks and cleaning steps): all of them, those of the keys and windows of a
         ``restriction`` (incremental aggregations), or those whose event time falls in
-        ``time_range`` (backfills)."""
+        ``time_range`` (backfills). With ``ordered``, in ``event_timestamp`` order, the reader's
+        schema marked :data:`headwater.stores.offline.base.TIME_ORDERED` (stores then write
+        without sorting again)."""
         ...
 
     def unplaceable_rows(self, con: Session, view: FeatureView, relation: str) -> tuple[int, int]:

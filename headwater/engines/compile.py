@@ -81,17 +81,11 @@ def compile_view(
         inner = compile_view(
             view, _events_for(view, relation, schema, start, end), schema, restriction
         )
-        return (
-            f"SELECT * FROM ({inner}) WHERE event_timestamp >= {ms_to_ts_sql(str(start))} "
-            f"AND event_timestamp < {ms_to_ts_sql(str(end))}"
-        )
+        return f"SELECT * FROM ({inner}) WHERE {_in_period(start, end)}"
     keys = ", ".join(q(k) for k in view.join_keys)
     ts_type = _type_of(schema, view.source.timestamp_field)
     ts_ms = event_ms_sql(view.source.timestamp_field, ts_type)
-    valid = " AND ".join(
-        [f"{q(view.source.timestamp_field)} IS NOT NULL"]
-        + [f"{q(k)} IS NOT NULL" for k in view.join_keys]
-    )
+    valid = _placeable(view)
     if view.kind == "projection":
         return _projection(view, relation, schema, keys, ts_ms, valid)
     cts = view.source.created_timestamp_field
@@ -110,6 +104,20 @@ def compile_view(
     if view.window is None:
         return _lifetime(view, events, keys, schema)
     return _windowed(view, events, keys, schema, restriction)
+
+
+def _in_period(start: int, end: int) -> str:
+    """The condition of output rows whose event_timestamp is in ``[start, end)`` (ms)."""
+    return (
+        f"event_timestamp >= {ms_to_ts_sql(str(start))} "
+        f"AND event_timestamp < {ms_to_ts_sql(str(end))}"
+    )
+
+
+def _placeable(view: FeatureView) -> str:
+    """The condition of rows that have an event time and every join key."""
+    columns = [view.source.timestamp_field, *view.join_keys]
+    return " AND ".join(f"{q(c)} IS NOT NULL" for c in columns)
 
 
 def _events_for(view: FeatureView, relation: str, schema: pa.Schema, start: int, end: int) -> str:
@@ -133,6 +141,18 @@ def _type_of(schema: pa.Schema, column: str) -> pa.DataType | None:
 def _projection(
     view: FeatureView, relation: str, schema: pa.Schema, keys: str, ts_ms: str, valid: str
 ) -> str:
+    rows, order = _projection_rows(view, relation, schema, keys, ts_ms, valid)
+    return (
+        f"SELECT * FROM ({rows}) QUALIFY row_number() OVER (PARTITION BY {keys}, event_timestamp "
+        f"ORDER BY {', '.join(order)}) = 1"
+    )
+
+
+def _projection_rows(
+    view: FeatureView, relation: str, schema: pa.Schema, keys: str, ts_ms: str, valid: str
+) -> tuple[str, list[str]]:
+    """The rows of a projection before they are reduced to one per (keys, event_timestamp),
+    and the order that picks that one: greatest created timestamp, then feature values."""
     cts = view.source.created_timestamp_field
     columns = [keys, f"{ms_to_ts_sql(ts_ms)} AS event_timestamp"]
     order = []
@@ -143,11 +163,94 @@ def _projection(
     columns += [f"({expr}) AS {q(name)}" for name, expr in view.projections.items()]
     # Exact duplicates on (keys, time, created) resolve by feature values: deterministic.
     order += [f"{q(name)} DESC NULLS LAST" for name in view.projections]
-    return (
-        f"SELECT * FROM (SELECT {', '.join(columns)} FROM {relation} WHERE {valid}) "
-        f"QUALIFY row_number() OVER (PARTITION BY {keys}, event_timestamp "
-        f"ORDER BY {', '.join(order)}) = 1"
+    return f"SELECT {', '.join(columns)} FROM {relation} WHERE {valid}", order
+
+
+@dataclass(frozen=True)
+class Ordered:
+    """A view's output rows in ``event_timestamp`` order (see :func:`compile_ordered`).
+
+    Attributes:
+        sql: the SELECT, ordered by ``event_timestamp`` (then the join keys, for projections).
+        run: columns whose runs of equal values stand for one output row (empty when the
+            SELECT's rows are unique): :meth:`picks` chooses it.
+        order: the order choosing a run's row (the first in it).
+    """
+
+    sql: str
+    run: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()
+
+    def picks(self, relation: str, position: str) -> str:
+        """The SELECT of ``position`` of the row chosen in each run of ``relation`` (rows of
+        the SELECT, with a ``position`` column)."""
+        partition = ", ".join(q(c) for c in self.run)
+        return (
+            f"SELECT {q(position)} FROM {relation} QUALIFY row_number() OVER "
+            f"(PARTITION BY {partition} ORDER BY {', '.join(self.order)}) = 1"
+        )
+
+
+def compile_ordered(
+    view: FeatureView,
+    relation: str,
+    schema: pa.Schema,
+    restriction: Restriction | None = None,
+    time_range: tuple[int, int] | None = None,
+) -> Ordered:
+    """:func:`compile_view`'s rows ordered by ``event_timestamp``, for writers that store them
+    by event date and so need them in that order anyway.
+
+    A projection keeps one row per (keys, event_timestamp), chosen by an order. Here the sort
+    that puts the rows in time order puts the keys after the time, so the rows of one (keys,
+    event_timestamp) come together, in runs: one sort does the work of two (the window's and
+    the writer's), and the order chooses a row only in the rare runs of more than one row
+    (:meth:`Ordered.picks`). That holds when the keys compare in Arrow as in DuckDB
+    (:func:`run_key`); other keys, and aggregations (one row per group already), sort
+    :func:`compile_view`'s rows.
+    """
+    keys = [*view.join_keys]
+    types = [_type_of(schema, k) for k in keys]
+    if view.kind != "projection" or restriction is not None or not all(map(run_key, types)):
+        inner = compile_view(view, relation, schema, restriction, time_range)
+        return Ordered(f"SELECT * FROM ({inner}) ORDER BY event_timestamp")
+    where = ""
+    if time_range is not None:
+        start, end = time_range
+        relation = _events_for(view, relation, schema, start, end)
+        where = f" WHERE {_in_period(start, end)}"
+    timestamp = view.source.timestamp_field
+    ts_ms = event_ms_sql(timestamp, _type_of(schema, timestamp))
+    quoted = ", ".join(q(k) for k in keys)
+    rows, order = _projection_rows(view, relation, schema, quoted, ts_ms, _placeable(view))
+    return Ordered(
+        f"SELECT * FROM ({rows}){where} ORDER BY event_timestamp, {quoted}",
+        run=(*keys, "event_timestamp"),
+        order=tuple(order),
     )
+
+
+def run_key(arrow_type: pa.DataType | None) -> bool:
+    """Whether a join key of this type can tell runs apart in Arrow: equal in Arrow exactly when
+    DuckDB puts the values in one partition (NaNs aside, which the reader handles)."""
+    import pyarrow as pa
+
+    if arrow_type is None:
+        return False
+    checks = (
+        pa.types.is_integer,
+        pa.types.is_floating,
+        pa.types.is_decimal,
+        pa.types.is_string,
+        pa.types.is_large_string,
+        pa.types.is_binary,
+        pa.types.is_large_binary,
+        pa.types.is_boolean,
+        pa.types.is_date,
+        pa.types.is_timestamp,
+        pa.types.is_time,
+    )
+    return any(check(arrow_type) for check in checks)
 
 
 def _aggregate_sql(agg: Aggregation, schema: pa.Schema, over: str = "") -> str:

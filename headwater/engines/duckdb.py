@@ -10,14 +10,15 @@ not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow wit
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from headwater.config.machine import usable_cpus
+from headwater.config.machine import memory_bytes, usable_cpus
 from headwater.config.models import EngineConfig
-from headwater.engines.compile import Restriction, compile_view
+from headwater.engines.compile import Ordered, Restriction, compile_ordered, compile_view
 from headwater.errors import ConfigError, DefinitionError
 from headwater.sql import quote_ident as q
+from headwater.stores.offline.base import TIME_ORDERED
 
 if TYPE_CHECKING:
     import duckdb
@@ -130,11 +131,35 @@ class DuckDBEngine:
         restriction: Restriction | None = None,
         batch_rows: int = 100_000,
         time_range: tuple[int, int] | None = None,
+        *,
+        ordered: bool = False,
     ) -> pa.RecordBatchReader:
-        """Stream ``view``'s output rows computed from ``relation``."""
+        """Stream ``view``'s output rows computed from ``relation``; with ``ordered``, in
+        ``event_timestamp`` order, the reader's schema saying so (:data:`TIME_ORDERED`).
+
+        The sort of an ordered computation runs within :func:`sort_memory_limit` (the rest of
+        its rows spill to ``temp_directory``): spilled sorted runs cost no time that could be
+        measured (they stay in the page cache), while a sort held in memory made a run's peak
+        memory grow with its rows. The connection's limit comes back once the rows are read."""
+        import pyarrow as pa
+
         schema = con.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
-        sql = compile_view(view, relation, schema, restriction, time_range)
-        return con.sql(sql).to_arrow_reader(batch_rows)
+        if not ordered:
+            sql = compile_view(view, relation, schema, restriction, time_range)
+            return con.sql(sql).to_arrow_reader(batch_rows)
+        plan = compile_ordered(view, relation, schema, restriction, time_range)
+        restore = _lower_memory_limit(con, sort_memory_limit(self.config.threads))
+        reader = con.sql(plan.sql).to_arrow_reader(batch_rows)
+        marked = reader.schema.with_metadata(TIME_ORDERED)
+        batches = _one_per_run(con, plan, reader) if plan.run else reader
+
+        def conformed() -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                yield pa.RecordBatch.from_arrays(batch.columns, schema=marked)
+            if restore is not None:  # the sort is done with
+                con.execute("SET memory_limit = ?", [restore])
+
+        return pa.RecordBatchReader.from_batches(marked, conformed())
 
     def unplaceable_rows(
         self, con: duckdb.DuckDBPyConnection, view: FeatureView, relation: str
@@ -173,6 +198,122 @@ class DuckDBEngine:
             )
         finally:
             con.close()
+
+
+def _one_per_run(
+    con: duckdb.DuckDBPyConnection, plan: Ordered, batches: Iterable[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """:func:`one_per_run` choosing a run's row with ``plan``'s order, in DuckDB (on a cursor:
+    ``con`` is busy streaming ``batches``)."""
+    cursor: duckdb.DuckDBPyConnection | None = None
+
+    def choose(rows: pa.Table, position: str) -> pa.Array:
+        nonlocal cursor
+        cursor = cursor or con.cursor()
+        cursor.register("__hw_runs", rows)
+        try:
+            chosen = cursor.sql(plan.picks("__hw_runs", position)).to_arrow_table()
+        finally:
+            cursor.unregister("__hw_runs")
+        return chosen.column(position).combine_chunks()
+
+    try:
+        yield from one_per_run(batches, plan.run, choose)
+    finally:
+        if cursor is not None:
+            cursor.close()
+
+
+POSITION = "__hw_position"
+
+
+def one_per_run(
+    batches: Iterable[pa.RecordBatch],
+    columns: Sequence[str],
+    choose: Callable[[pa.Table, str], pa.Array],
+) -> Iterator[pa.RecordBatch]:
+    """One row per run of rows equal in ``columns`` (the rows ordered so that equal ones are
+    adjacent, and never null there): a run of one row is kept; of a longer one, the row whose
+    position ``choose`` returns (given the runs' rows with their positions in a column named as
+    its second argument). Runs may span batches; float NaNs are equal, as DuckDB groups them."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    carry: list[pa.RecordBatch] = []  # the last run so far, which the next batch may continue
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        rows = pa.Table.from_batches([*carry, batch])
+        same = _same_as_previous(rows, columns)
+        # The last run is held back: the next batch may continue it.
+        breaks = pc.indices_nonzero(pc.invert(same))
+        end = breaks[len(breaks) - 1].as_py() + 1 if len(breaks) else 0
+        carry = rows.slice(end).to_batches()
+        yield from _chosen(rows.slice(0, end), same.slice(0, max(end - 1, 0)), choose)
+    if carry:
+        rows = pa.Table.from_batches(carry)
+        yield from _chosen(rows, _same_as_previous(rows, columns), choose)
+
+
+def _same_as_previous(rows: pa.Table, columns: Sequence[str]) -> pa.Array:
+    """For rows 1..n-1: whether the row equals the one before in ``columns``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    count = rows.num_rows
+    if count < 2:  # (an empty chunked array would import pandas to combine its no chunks)
+        return pa.nulls(0, pa.bool_()).is_valid()
+    same: pa.Array | None = None
+    for name in columns:
+        column = rows.column(name)
+        after, before = column.slice(1), column.slice(0, count - 1)
+        equal = pc.equal(after, before)
+        if pa.types.is_floating(column.type):
+            equal = pc.or_(equal, pc.and_(pc.is_nan(after), pc.is_nan(before)))
+        same = equal if same is None else pc.and_(same, equal)
+    assert same is not None  # a run has at least one column
+    return same.combine_chunks() if isinstance(same, pa.ChunkedArray) else same
+
+
+def _chosen(
+    rows: pa.Table, same: pa.Array, choose: Callable[[pa.Table, str], pa.Array]
+) -> Iterator[pa.RecordBatch]:
+    """``rows`` (whole runs) with one row per run; ``same`` as :func:`_same_as_previous`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not rows.num_rows:
+        return
+    if not len(same) or not pc.any(same).as_py():
+        yield from rows.to_batches()
+        return
+    first = pa.nulls(1, pa.bool_()).is_valid()  # [false]: row 0 has no row before it
+    joined = pa.concat_arrays([first, same])  # row i continues a run
+    in_run = pc.or_(joined, pa.concat_arrays([same, first]))  # or the next row continues it
+    positions = pc.indices_nonzero(in_run)
+    runs = rows.take(positions).append_column(POSITION, positions)
+    picked = choose(runs, POSITION).cast(positions.type)
+    keep = pa.concat_arrays([pc.indices_nonzero(pc.invert(in_run)), picked])
+    keep = keep.take(pc.sort_indices(keep))
+    yield from rows.take(keep).to_batches()
+
+
+def sort_memory_limit(threads: int | None = None) -> str:
+    """DuckDB's ``memory_limit`` while it sorts a view's rows into event-time order: 128 MiB,
+    or 64 MiB per thread when that is more (never above the engine's own limit)."""
+    return f"{max(128, 64 * (threads or usable_cpus()))}MiB"
+
+
+def _lower_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> str | None:
+    """Set ``con``'s ``memory_limit`` to ``limit`` when that is lower; return the setting to
+    restore (``None`` when it stayed)."""
+    current = str(con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    con.execute("SET memory_limit = ?", [limit])
+    lowered = str(con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+    if memory_bytes(lowered) >= memory_bytes(current):
+        con.execute("SET memory_limit = ?", [current])
+        return None
+    return current
 
 
 def default_memory_limit(threads: int | None = None) -> str:

@@ -17,12 +17,12 @@ the offline write (so a failed run still finds the replaced versions when it is 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import open_connector
-from headwater.connectors.base import read_failure
+from headwater.connectors.base import StreamScan, read_failure
 from headwater.errors import HeadwaterError, RunFailed
 from headwater.observability import get_logger
 from headwater.orchestration.fitting import fitted_statistics
@@ -32,13 +32,14 @@ from headwater.transforms.runtime import apply_transforms
 
 if TYPE_CHECKING:
     import duckdb
+    import pyarrow as pa
 
     from headwater.config import ProjectConfig
     from headwater.connectors.base import Scan, SourceConnector
     from headwater.definitions import FeatureView
     from headwater.engines.base import BatchEngine
     from headwater.orchestration.landing import Landing
-    from headwater.stores.offline.base import OfflineStore
+    from headwater.stores.offline.base import OfflineStore, WriteStats
     from headwater.stores.registry import Registry
 
 log = get_logger("orchestration.runner")
@@ -155,7 +156,6 @@ class Runner:
                 )
                 checkpoint = None
         step(f"reading {view.source.name}")
-        scan, relation = self._read(con, connector, checkpoint, view.name, run_id)
         # Data quality: schema contract and source checks (failed `fail` checks raise here).
         gate = QualityGate(
             con,
@@ -164,27 +164,43 @@ class Runner:
             registry=self.registry,
             offline=self.offline,
         )
-        relation = gate.source(relation)
-        # Cleaning steps of the view, on the rows that passed the source checks.
-        statistics = fitted_statistics(con, view, project=self.project, registry=self.registry)
-        cleaned = apply_transforms(con, view, relation, statistics=statistics, run_id=run_id)
-        relation = cleaned.relation
-        rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
-        rows_in += gate.rows_quarantined + cleaned.rows_removed
+        scan = connector.scan(con, checkpoint=checkpoint)
+        if (
+            isinstance(scan, StreamScan)
+            and scan.watchers is not None
+            and landing is None
+            and not view.transforms
+            and gate.passes_through(scan.relation)
+        ):
+            # Nothing needs the rows twice: compute from the stream as it comes.
+            scan, seq, stats, rows_in, skipped = self._stream(
+                con, connector, scan, checkpoint, view, gate, time_range, run_id, step
+            )
+        else:
+            scan, relation = self._read(con, connector, checkpoint, view.name, run_id, scan)
+            relation = gate.source(relation)
+            # Cleaning steps of the view, on the rows that passed the source checks.
+            statistics = fitted_statistics(con, view, project=self.project, registry=self.registry)
+            cleaned = apply_transforms(con, view, relation, statistics=statistics, run_id=run_id)
+            relation = cleaned.relation
+            rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
+            rows_in += gate.rows_quarantined + cleaned.rows_removed
+            step(f"computing {view.name}")
+            if landing is not None:
+                output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
+            else:
+                output = self.engine.compute(
+                    con, view, relation, time_range=time_range, ordered=True
+                )
+            output = gate.output(output)  # view checks, before anything is written
+            step(f"writing {view.name}")
+            seq = self.registry.next_seq()
+            stats = self.offline.write(view, output, seq=seq)
         if skipped:
             log.warning(
                 "rows without an event time or join key were left out",
                 extra={"fields": {"view": view.name, "run_id": run_id, "rows": skipped}},
             )
-        step(f"computing {view.name}")
-        if landing is not None:
-            output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
-        else:
-            output = self.engine.compute(con, view, relation, time_range=time_range)
-        output = gate.output(output)  # view checks, before anything is written
-        step(f"writing {view.name}")
-        seq = self.registry.next_seq()
-        stats = self.offline.write(view, output, seq=seq)
         if landing is not None:
             landing.commit()
         if view.sinks:
@@ -259,14 +275,16 @@ class Runner:
         checkpoint: Any,
         view: str,
         run_id: str,
+        scan: Scan | None = None,
     ) -> tuple[Scan, str]:
-        """Scan the source; a one-shot stream (database read) is kept in DuckDB (spills to disk)
-        so it can be counted and read more than once. Nothing is written before it is complete,
-        so a stream that lost its connection is read again whole, from the same checkpoint, as
-        often as the connector allows (exponential backoff with jitter)."""
+        """Scan the source (``scan``: a first scan already made); a one-shot stream (database
+        read) is kept in DuckDB (spills to disk) so it can be counted and read more than once.
+        Nothing is written before it is complete, so a stream that lost its connection is read
+        again whole, from the same checkpoint, as often as the connector allows (exponential
+        backoff with jitter)."""
         attempt = 0
         while True:
-            scan = connector.scan(con, checkpoint=checkpoint)
+            scan = scan or connector.scan(con, checkpoint=checkpoint)
             if not scan.one_shot:
                 return scan, scan.relation
             try:
@@ -275,12 +293,103 @@ class Runner:
                 )
                 return scan, "__hw_src"
             except Exception as exc:
-                error, delay = read_failure(scan, exc, attempt)
-                if delay < 0:
-                    raise error from None
+                _read_again(scan, exc, attempt, view, run_id)
             attempt += 1
-            fields = {"view": view, "run_id": run_id, "attempt": attempt + 1, "error": str(error)}
-            log.warning(
-                "source read lost its connection; reading it again", extra={"fields": fields}
-            )
-            time.sleep(delay)
+            scan = None
+
+    def _stream(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        connector: SourceConnector,
+        scan: StreamScan,
+        checkpoint: Any,
+        view: FeatureView,
+        gate: QualityGate,
+        time_range: tuple[int, int] | None,
+        run_id: str,
+        step: Callable[[str], None],
+    ) -> tuple[Scan, int, WriteStats, int, int]:
+        """Compute the view from a one-shot stream as it is read and write the result, with no
+        copy of the rows read: ``(scan, seq, write stats, rows read, rows left out)``. The rows
+        are counted on the way (as :meth:`DuckDBEngine.unplaceable_rows` counts them).
+
+        The view's SQL ends in a sort (:meth:`DuckDBEngine.compute` ``ordered``), which gives no
+        row before its input is complete, so nothing is written before the whole stream was
+        read (checked: a row before that fails the run), and a read that lost its connection is
+        started again whole, from the same checkpoint, as :meth:`_read` does.
+        """
+        attempt = 0
+        while True:
+            tally = _Tally(view)
+            assert scan.watchers is not None  # each scan of the connector calls its watchers
+            scan.watchers.append(tally)
+            try:
+                relation = gate.source(scan.relation)  # passes it through
+                step(f"computing {view.name}")
+                output = self.engine.compute(
+                    con, view, relation, time_range=time_range, ordered=True
+                )
+                output = gate.output(_after(scan, output))  # view checks, before any write
+                step(f"writing {view.name}")
+                seq = self.registry.next_seq()
+                stats = self.offline.write(view, output, seq=seq)
+                return scan, seq, stats, tally.rows, tally.skipped
+            except Exception as exc:
+                _read_again(scan, exc, attempt, view.name, run_id)
+            attempt += 1
+            fresh = connector.scan(con, checkpoint=checkpoint)
+            assert isinstance(fresh, StreamScan)  # the same connector, the same kind of scan
+            scan = fresh
+
+
+class _Tally:
+    """Rows of a stream, and those without an event time or a join key (as
+    :meth:`DuckDBEngine.unplaceable_rows` counts them in a kept copy)."""
+
+    def __init__(self, view: FeatureView) -> None:
+        self.columns = [view.source.timestamp_field, *view.join_keys]
+        self.rows = 0
+        self.skipped = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        import pyarrow.compute as pc
+
+        self.rows += batch.num_rows
+        missing = None
+        for name in self.columns:
+            column = batch.column(batch.schema.get_field_index(name))
+            if column.null_count:
+                nulls = column.is_null()
+                missing = nulls if missing is None else pc.or_(missing, nulls)
+        if missing is not None:
+            self.skipped += missing.true_count
+
+
+def _after(scan: StreamScan, output: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``output``, refusing to give a row before ``scan``'s stream was read whole."""
+    import pyarrow as pa
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in output:
+            if not scan.complete():
+                raise RunFailed(
+                    "internal error: the view gave rows before its source was read whole, so "
+                    "a lost connection could no longer be retried safely",
+                    fix="report this as a bug; rerun the view (nothing was written)",
+                )
+            yield batch
+
+    return pa.RecordBatchReader.from_batches(output.schema, batches())
+
+
+def _read_again(scan: Scan, exc: Exception, attempt: int, view: str, run_id: str) -> None:
+    """Return (after a backoff) when the read that failed with ``exc`` on try ``attempt`` is to
+    be started again; raise the error to report otherwise."""
+    error, delay = read_failure(scan, exc, attempt)
+    if delay < 0:
+        if error is exc:
+            raise exc
+        raise error from None
+    fields = {"view": view, "run_id": run_id, "attempt": attempt + 2, "error": str(error)}
+    log.warning("source read lost its connection; reading it again", extra={"fields": fields})
+    time.sleep(delay)

@@ -1,6 +1,7 @@
 """The checks of one view's run: source rows before computing, computed rows before writing.
 
-The runner calls :meth:`QualityGate.source` once the source's rows are in DuckDB,
+The runner calls :meth:`QualityGate.source` once the source's rows are in DuckDB (or, when
+:meth:`QualityGate.passes_through` says it reads none of them, on the stream itself),
 :meth:`QualityGate.output` on the computed rows, and :meth:`QualityGate.commit` after the
 offline write (and before the cursor moves). A failed ``fail`` check raises
 :class:`~headwater.errors.QualityFailed` from the stage that found it, so nothing — offline,
@@ -104,6 +105,16 @@ class QualityGate:
         return self.report.rows_quarantined
 
     # ------------------------------------------------------------------ stages
+    def passes_through(self, relation: str) -> bool:
+        """Whether :meth:`source` would hand ``relation`` on as it is without reading it: the
+        source has no checks and its columns are the ones recorded at ``apply`` (their types
+        are looked up, no row is read)."""
+        source = self.view.source
+        if source.checks:
+            return False
+        recorded = None if self.registry is None else self.registry.source_schema(source.name)
+        return compare(self.con, source, relation, recorded, "").result is None
+
     def source(self, relation: str) -> str:
         """Check the source rows in ``relation``; return the relation of rows that go on."""
         source = self.view.source

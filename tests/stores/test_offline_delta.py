@@ -23,6 +23,7 @@ from headwater import Entity, FeatureView, FileSource
 from headwater.config import ProjectConfig
 from headwater.errors import DefinitionError
 from headwater.stores.offline import delta as delta_module
+from headwater.stores.offline.base import TIME_ORDERED
 from headwater.stores.offline.delta import DeltaOfflineStore
 from tests.helpers import TS, sorted_rows
 
@@ -83,9 +84,19 @@ def rows(count: int, *, days: int = 7, start: int = 0, version: int = 0) -> list
     return out
 
 
+ORDERED = False
+"""Readers in event-time order, marked as the engine marks its ordered output."""
+
+
 def reader(data: list[dict[str, Any]], batch: int = 37) -> pa.RecordBatchReader:
-    table = pa.Table.from_pylist(data, schema=SCHEMA)
-    return pa.RecordBatchReader.from_batches(SCHEMA, table.to_batches(max_chunksize=batch))
+    return as_reader(pa.Table.from_pylist(data, schema=SCHEMA), batch)
+
+
+def as_reader(table: pa.Table, batch: int = 37) -> pa.RecordBatchReader:
+    if ORDERED:
+        table = table.sort_by("event_timestamp")
+        table = table.replace_schema_metadata(TIME_ORDERED)
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=batch))
 
 
 def stored(offline: DeltaOfflineStore, name: str = "v") -> pa.Table:
@@ -94,12 +105,19 @@ def stored(offline: DeltaOfflineStore, name: str = "v") -> pa.Table:
     return dataset.to_table()
 
 
-@pytest.fixture(params=["in memory", "through DuckDB"])
+@pytest.fixture(params=["in memory", "through DuckDB", "in event-time order"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways of a write: small ones in memory, large ones (here: over 50 rows) ordered by
-    DuckDB."""
-    if request.param == "through DuckDB":
+    """The ways of a write: small ones in memory, large ones (here: over 50 rows) ordered by
+    DuckDB, or taken as they come when the engine ordered them by event time."""
+    if request.param != "in memory":
         monkeypatch.setattr(delta_module, "SMALL_ROWS", 50)
+    if request.param == "in event-time order":
+        monkeypatch.setattr(sys.modules[__name__], "ORDERED", True)
+
+        def no_sort(self: DeltaOfflineStore) -> None:
+            raise AssertionError("rows in event-time order are written without DuckDB")
+
+        monkeypatch.setattr(DeltaOfflineStore, "_duckdb", no_sort)
     return str(request.param)
 
 
@@ -142,7 +160,7 @@ def test_a_first_write_drops_tombstones_and_refuses_what_delta_cannot_hold(
     data = pa.Table.from_pylist(rows(200), schema=SCHEMA)
     flags = pa.array([i % 4 == 0 for i in range(200)])
     with_flags = data.append_column("_deleted", flags)
-    stats = offline.write(view(), with_flags.to_reader(max_chunksize=30), seq=1)
+    stats = offline.write(view(), as_reader(with_flags, 30), seq=1)
     assert stats.inserted == 150
     kept = sorted(stored(offline).column("user_id").to_pylist())
     assert kept == [i for i in range(200) if i % 4]
@@ -150,7 +168,7 @@ def test_a_first_write_drops_tombstones_and_refuses_what_delta_cannot_hold(
 
     clock = data.append_column("at", pa.array([None] * 200, pa.time64("us")))
     with pytest.raises(DefinitionError, match=r"view 'w': column 'at' is time64\[us\]"):
-        offline.write(view("w"), clock.to_reader(), seq=1)
+        offline.write(view("w"), as_reader(clock), seq=1)
     assert offline.dataset("w") is None
 
 
@@ -160,14 +178,16 @@ def test_an_interrupted_first_write_leaves_no_table_and_the_rerun_writes_it(
     offline = store(tmp_path)
     data = rows(300)
 
+    source = reader(data)
+
     def failing() -> Iterator[pa.RecordBatch]:
-        for i, batch in enumerate(reader(data)):
+        for i, batch in enumerate(source):
             if i == 5:
                 raise ConnectionError("source went away")
             yield batch
 
     with pytest.raises(ConnectionError):
-        offline.write(view(), pa.RecordBatchReader.from_batches(SCHEMA, failing()), seq=1)
+        offline.write(view(), pa.RecordBatchReader.from_batches(source.schema, failing()), seq=1)
     assert offline.dataset("v") is None
     offline_root = tmp_path / "data" / "offline"
     assert not offline_root.exists() or os.listdir(offline_root) == []  # no table, no staging
@@ -216,14 +236,19 @@ def test_merges_in_slices_add_up_to_one_merge(
     first, second = rows(400, days=20), rows(300, days=20, start=200, version=1)
     # Unchanged rows, changed rows (200..399) and new rows (400..499).
     results = {}
-    for name, slice_rows in (("whole", 1_000_000), ("sliced", 25)):
+    for name, slice_rows, ordered in (
+        ("whole", 1_000_000, False),
+        ("sliced", 25, False),
+        ("sliced in event-time order", 25, True),
+    ):
         monkeypatch.setattr(delta_module, "MERGE_ROWS", slice_rows)
         monkeypatch.setattr(delta_module, "SMALL_ROWS", slice_rows)
+        monkeypatch.setattr(sys.modules[__name__], "ORDERED", ordered)
         offline = store(tmp_path / name)
         offline.write(view(), reader(first), seq=1)
         stats = offline.write(view(), reader(second), seq=2)
         results[name] = (stats, sorted_rows(stored(offline)))
-    assert results["sliced"] == results["whole"]
+    assert results["sliced"] == results["whole"] == results["sliced in event-time order"]
     stats, table = results["sliced"]
     assert (stats.inserted, stats.updated, stats.deleted) == (100, 200, 0)
     assert len(table) == 500
@@ -248,3 +273,43 @@ def test_slices_keep_partitions_whole() -> None:
     big = pa.table({"event_date": [date(2024, 1, 1)] * 10, "x": list(range(10))})
     sizes = [sum(b.num_rows for b in s) for s in delta_module._slices(iter(big.to_batches()), 3)]
     assert sizes == [6, 4]
+
+
+def test_a_failing_file_writer_fails_the_write_and_leaves_no_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headwater.stores.offline import files as files_module
+
+    monkeypatch.setattr(delta_module, "SMALL_ROWS", 50)
+    monkeypatch.setattr(files_module, "ROW_GROUP_ROWS", 20)
+    monkeypatch.setattr(sys.modules[__name__], "ORDERED", True)
+    offline = store(tmp_path)
+    calls = [0]
+    original = pq.ParquetWriter.write_table
+
+    def write_table(self: pq.ParquetWriter, table: pa.Table, row_group_size: int) -> None:
+        calls[0] += 1
+        if calls[0] == 4:
+            raise OSError("disk full")
+        original(self, table, row_group_size=row_group_size)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
+    with pytest.raises(OSError, match="disk full"):
+        offline.write(view(), reader(rows(500)), seq=1)
+    assert offline.dataset("v") is None
+    assert os.listdir(tmp_path / "data" / "offline") == []  # no table, no staging folder
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", original)
+    assert offline.write(view(), reader(rows(500)), seq=2).inserted == 500
+
+
+def test_only_columns_of_few_values_are_dictionary_encoded(tmp_path: Path, path: str) -> None:
+    offline = store(tmp_path)
+    offline.write(view(), reader(rows(700)), seq=1)
+    (first, *_) = sorted(Path(offline.location("v")).glob("event_date=*/part-*.parquet"))
+    meta = pq.ParquetFile(first).metadata.row_group(0)
+    encoded = {
+        meta.column(i).path_in_schema: "RLE_DICTIONARY" in meta.column(i).encodings
+        for i in range(meta.num_columns)
+    }
+    assert encoded["label"] and encoded["ok"] is False  # 13 labels; booleans never
+    assert not encoded["user_id"] and not encoded["event_timestamp"]  # one value per row

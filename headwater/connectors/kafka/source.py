@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from headwater.connectors.base import StreamScan
+from headwater.connectors.base import StreamScan, stream_scan
 from headwater.connectors.kafka.client import (
     consumer_config,
     driver,
@@ -184,36 +184,23 @@ class KafkaConnector:
 
     def scan(self, con: duckdb.DuckDBPyConnection, *, checkpoint: Any = None) -> StreamScan:
         """Register a bounded read of the whole topic with ``con`` (read once, lazily)."""
-        import pyarrow as pa
 
         from headwater.connectors.kafka.decode import Decoder
 
         schema = self.schema()
         decoder = Decoder(self.source, self.conn, schema=schema)
         rows = [0]
-        failures: list[BaseException] = []
         self.dead = Counter()
 
         def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for messages in read_topic(self.conn, self.source.topic, where=self.where):
-                    decoded = decoder.decode(messages)
-                    self._count_dead(decoded.dead)
-                    rows[0] += decoded.table.num_rows
-                    yield from decoded.table.to_batches()
-            except Exception as exc:
-                failures.append(exc)
-                raise
+            for messages in read_topic(self.conn, self.source.topic, where=self.where):
+                decoded = decoder.decode(messages)
+                self._count_dead(decoded.dead)
+                rows[0] += decoded.table.num_rows
+                yield from decoded.table.to_batches()
             self._report_dead()
 
-        reader = pa.RecordBatchReader.from_batches(schema, batches())
-        view = f"__hw_src_{self.source.name}"
-        con.register(view, reader)
-        return StreamScan(
-            relation=view,
-            rows_read=lambda: rows[0],
-            failure=lambda: failures[-1] if failures else None,
-        )
+        return stream_scan(con, self.source.name, schema, batches(), rows_read=lambda: rows[0])
 
     def _count_dead(self, letters: list[DeadLetter]) -> None:
         for letter in letters:

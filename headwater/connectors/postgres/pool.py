@@ -12,7 +12,9 @@ partitions instead of being opened for each (see decision 12 in docs/decisions/)
 * **ADBC** connections (the COPY of each read or partition) are kept in a small LIFO list of
   idle ones. A read takes one (or opens one) and gives it back only once its COPY completed and
   ``RESET ALL`` succeeded; a read that failed or was abandoned closes its connection. A pooled
-  connection whose first statement finds the backend gone is closed and replaced at once.
+  connection whose first statement finds the backend gone is closed and replaced at once. They
+  are driven through the driver manager's low-level API (:class:`ReaderConnection`): its DB-API
+  module imports pandas and polars when they are installed, a third of a second of a run.
 
 Every connection, new or reused, starts with the connection's ``options`` (``sslmode``, ...),
 ``TimeZone=UTC`` and the statement timeout as libpq startup options, so ``RESET ALL`` returns a
@@ -27,7 +29,7 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors.postgres.session import session_conninfo, unreachable
@@ -35,6 +37,7 @@ from headwater.errors import ConnectionFailed, MissingDependency
 
 if TYPE_CHECKING:
     import psycopg
+    import pyarrow as pa
     from psycopg_pool import ConnectionPool
 
     from headwater.config import ProjectConfig
@@ -44,13 +47,95 @@ MAX_IDLE_S = 600.0
 """Seconds an idle connection is kept before it is closed (both kinds)."""
 
 
+class ReaderConnection:
+    """One ADBC PostgreSQL connection (autocommit, as ADBC connections start).
+
+    Raises (every method):
+        adbc_driver_manager.Error: the driver's error, with the server's SQLSTATE when it sent
+            one.
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        import adbc_driver_manager
+        import adbc_driver_postgresql  # type: ignore[import-untyped]  # no py.typed
+
+        self._database = adbc_driver_postgresql.connect(conninfo)
+        try:
+            self._connection = adbc_driver_manager.AdbcConnection(self._database)
+        except BaseException:
+            self._database.close()
+            raise
+
+    def execute(self, sql: str, params: Sequence[str] = ()) -> None:
+        """Run ``sql`` with ``params`` bound as text to ``$1, $2, ...``; drop its result."""
+        statement = self._statement(sql)
+        try:
+            if params:
+                import pyarrow as pa
+
+                values = [_text(value) for value in params]
+                names = [f"p{i}" for i in range(len(values))]
+                statement.bind(pa.RecordBatch.from_arrays(values, names=names))
+            handle, _ = statement.execute_query()
+            read_stream(handle).read_all()
+        finally:
+            statement.close()
+
+    def query(self, sql: str, options: dict[str, str]) -> tuple[Any, pa.RecordBatchReader]:
+        """Start ``sql`` with statement ``options``: ``(statement, reader of its batches)``.
+        Close the reader, then the statement, once done."""
+        statement = self._statement(sql)
+        try:
+            if options:
+                statement.set_options(**options)
+            handle, _ = statement.execute_query()
+            return statement, read_stream(handle)
+        except BaseException:
+            statement.close()
+            raise
+
+    def _statement(self, sql: str) -> Any:
+        import adbc_driver_manager
+
+        statement = adbc_driver_manager.AdbcStatement(self._connection)
+        statement.set_sql_query(sql)
+        return statement
+
+    def close(self) -> None:
+        try:
+            self._connection.close()
+        finally:
+            self._database.close()
+
+
+def _text(value: str) -> pa.Array:
+    """A one-value string array, built from its buffers: ``pa.array`` and ``pa.scalar`` import
+    pandas (when it is installed) to check whether they were given a pandas object."""
+    import struct
+
+    import pyarrow as pa
+
+    data = value.encode()
+    offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
+    return pa.StringArray.from_buffers(1, offsets, pa.py_buffer(data))
+
+
+def read_stream(handle: Any) -> pa.RecordBatchReader:
+    """The record batches of an executed statement; a failure mid-stream raises the driver's
+    error (``adbc_driver_manager.Error`` with the SQLSTATE), as the DB-API's readers do."""
+    from adbc_driver_manager import _reader  # the DB-API's reader, without the DB-API module
+
+    reader: pa.RecordBatchReader = _reader.AdbcRecordBatchReader._import_from_c(handle.address)
+    return reader
+
+
 class ReaderPool:
     """Idle ADBC connections of one configuration, reused newest first."""
 
     def __init__(self, conninfo: str, capacity: int) -> None:
         self.conninfo = conninfo
         self.capacity = capacity
-        self._idle: list[tuple[float, Any]] = []
+        self._idle: list[tuple[float, ReaderConnection]] = []
         self._lock = threading.Lock()
         self._closed = False
         self.opened = 0
@@ -61,13 +146,13 @@ class ReaderPool:
         with self._lock:
             self.capacity = max(self.capacity, count)
 
-    def acquire(self) -> tuple[Any, bool]:
+    def acquire(self) -> tuple[ReaderConnection, bool]:
         """An idle connection, or a new one; ``(connection, is_new)``.
 
         Raises:
             adbc_driver_manager.Error: a new connection could not be opened.
         """
-        stale: list[Any] = []
+        stale: list[ReaderConnection] = []
         found = None
         now = time.monotonic()
         with self._lock:
@@ -84,20 +169,16 @@ class ReaderPool:
             _close_quietly(conn)
         if found is not None:
             return found, False
-        import adbc_driver_postgresql.dbapi as adbc  # type: ignore[import-untyped]  # no py.typed
-
-        conn = adbc.connect(self.conninfo, autocommit=True)
+        conn = ReaderConnection(self.conninfo)
         with self._lock:
             self.opened += 1
         return conn, True
 
-    def release(self, conn: Any, *, reusable: bool) -> None:
+    def release(self, conn: ReaderConnection, *, reusable: bool) -> None:
         """Give ``conn`` back: kept when ``reusable`` and its session resets, else closed."""
         if reusable and not self._closed:
             try:
-                with contextlib.closing(conn.cursor()) as cursor:
-                    cursor.adbc_statement.set_sql_query("RESET ALL")
-                    cursor.adbc_statement.execute_update()
+                conn.execute("RESET ALL")
             except Exception:  # any failure: the connection is not kept
                 reusable = False
         if reusable:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from headwater.connectors.base import ConnectionLost
 from headwater.connectors.postgres import typemap as pg_types
 from headwater.connectors.postgres.plan import ReadPlan
-from headwater.connectors.postgres.pool import ReaderPool, pooled, reader_pool
+from headwater.connectors.postgres.pool import ReaderConnection, ReaderPool, pooled, reader_pool
 from headwater.connectors.postgres.session import (
     SessionParams,
     connection_lost,
@@ -254,29 +254,27 @@ class PostgresConnector(TableConnector):
             raise MissingDependency("adbc-driver-postgresql", "postgres") from exc
         pool = reader_pool(self.conn_config)
         settings = [("application_name", application_name), *params.settings()]
-        conn, cursor, reader, completed = None, None, None, False
+        conn, statement, reader, completed = None, None, None, False
         try:
-            conn, cursor = self._session(pool, settings)
+            conn = self._session(pool, settings)
             hint = int(self.source.batch_size) * pg_types.row_bytes(schema)
             hint = min(max(hint, 1 << 16), 1 << 28)
-            cursor.adbc_statement.set_options(**{BATCH_HINT_BYTES: str(hint)})
-            cursor.execute(sql)
-            reader = cursor.fetch_record_batch()
+            statement, reader = conn.query(sql, {BATCH_HINT_BYTES: str(hint)})
             for batch in reader:
                 yield pg_types.conform_batch(batch, schema, what=self.what)
             completed = True
         except (OSError, adbc_driver_manager.Error) as exc:
             raise self.read_error(exc) from None
         finally:
-            for resource in (reader, cursor):
+            for resource in (reader, statement):
                 with contextlib.suppress(OSError, adbc_driver_manager.Error):
                     if resource is not None:
                         resource.close()
             if conn is not None:
                 pool.release(conn, reusable=completed)
 
-    def _session(self, pool: ReaderPool, settings: list[tuple[str, str]]) -> tuple[Any, Any]:
-        """A reader connection with ``settings`` applied, and a cursor on it.
+    def _session(self, pool: ReaderPool, settings: list[tuple[str, str]]) -> ReaderConnection:
+        """A reader connection with ``settings`` applied.
 
         Raises:
             ConnectionLost: no connection could be opened.
@@ -292,14 +290,10 @@ class PostgresConnector(TableConnector):
                 # a failover under way, worth another attempt.
                 failed = unreachable(self.what, self.conn_config.dsn.get_secret_value(), exc)
                 raise ConnectionLost(failed.message, fix=failed.fix) from None
-            cursor = conn.cursor()
             try:
-                cursor.execute(set_config_sql(len(settings), "$"), [v for s in settings for v in s])
-                cursor.fetchall()
-                return conn, cursor
+                conn.execute(set_config_sql(len(settings), "$"), [v for s in settings for v in s])
+                return conn
             except (OSError, adbc_driver_manager.Error) as exc:
-                with contextlib.suppress(OSError, adbc_driver_manager.Error):
-                    cursor.close()
                 pool.release(conn, reusable=False)
                 if new or not connection_lost(exc):
                     raise

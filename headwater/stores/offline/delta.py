@@ -22,12 +22,13 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
+from headwater.config.machine import memory_bytes
 from headwater.config.models import OfflineStoreConfig
 from headwater.errors import DefinitionError, RunFailed
 from headwater.sql import quote_ident as q
@@ -36,8 +37,10 @@ from headwater.stores.offline.base import (
     PARTITION,
     SEQ,
     WriteStats,
+    time_ordered,
     with_storage_columns,
 )
+from headwater.stores.offline.files import ROW_GROUP_ROWS, PartitionFiles, runs
 from headwater.stores.offline.tables import Feed, TableMode, check_write, conformed
 
 if TYPE_CHECKING:
@@ -94,7 +97,8 @@ class DeltaOfflineStore:
         table = self._table(view.name)
         has_deleted = DELETED in schema.names
         # A small write (most incremental runs, every streaming micro-batch) is handled in
-        # memory; a large one goes through DuckDB, ordered by partition and spilling.
+        # memory; a large one goes through DuckDB, ordered by partition and spilling, unless
+        # the engine handed its rows in event-time order already.
         head, rest = _head(batches)
         if table is None:
             return self._create(view, schema, head, rest, has_deleted)
@@ -105,20 +109,31 @@ class DeltaOfflineStore:
         # the target it reads. The engine's output holds one row per key, so the slices touch
         # disjoint keys and their merges add up to one merge of all rows (each one idempotent,
         # as a rerun after a crash between two of them needs).
-        inserted = updated = deleted = 0
+        if time_ordered(schema):
+            return self._merge_slices(table, view, itertools.chain(head, rest), has_deleted)
         con = self._duckdb()
         feed = Feed(schema, itertools.chain(head, rest))
         try:
             con.register("__hw_rows", feed.reader())
             with feed.errors():
                 ordered = con.sql(f"SELECT * FROM __hw_rows ORDER BY {q(PARTITION)}")
-                for chunk in _slices(ordered.to_arrow_reader(ROW_GROUP_ROWS), MERGE_ROWS):
-                    source = pa.Table.from_batches(chunk)  # as DuckDB returned them
-                    stats = self._merge(table, view, source, has_deleted)
-                    inserted, updated = inserted + stats.inserted, updated + stats.updated
-                    deleted += stats.deleted
+                rows = ordered.to_arrow_reader(ROW_GROUP_ROWS)
+                return self._merge_slices(table, view, rows, has_deleted)
         finally:
             con.close()
+
+    def _merge_slices(
+        self, table: Any, view: FeatureView, rows: Iterable[pa.RecordBatch], has_deleted: bool
+    ) -> WriteStats:
+        """MERGE ``rows`` (ordered by partition) one slice at a time."""
+        import pyarrow as pa
+
+        inserted = updated = deleted = 0
+        for chunk in _slices(rows, MERGE_ROWS):
+            source = pa.Table.from_batches(chunk)
+            stats = self._merge(table, view, source, has_deleted)
+            inserted, updated = inserted + stats.inserted, updated + stats.updated
+            deleted += stats.deleted
         return WriteStats(inserted=inserted, updated=updated, deleted=deleted)
 
     def _merge(
@@ -208,6 +223,8 @@ class DeltaOfflineStore:
             (staging / "table").mkdir()
             if rest is None:
                 written = _write_small(schema, head, has_deleted, staging / "table")
+            elif time_ordered(schema):
+                written = _write_ordered(schema, batches, has_deleted, staging / "table")
             else:
                 written = self._write_parquet(schema, batches, has_deleted, staging / "table")
             self._convert(staging / "table")
@@ -244,8 +261,8 @@ class DeltaOfflineStore:
                 rows = con.sql(
                     f"SELECT {select} FROM __hw_rows{where} ORDER BY {q(PARTITION)}"
                 ).to_arrow_reader(ROW_GROUP_ROWS)
-                with _PartitionFiles(to) as files:
-                    for day, run in _runs(rows):
+                with PartitionFiles(to) as files:
+                    for day, run in runs(rows):
                         files.append(day, run.drop_columns([PARTITION]))
             return files.rows
         finally:
@@ -267,7 +284,7 @@ class DeltaOfflineStore:
             limit = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
             con.execute("SET memory_limit = ?", [engine.memory_limit])
             configured = con.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
-            if _bytes(configured) > _bytes(limit):
+            if memory_bytes(configured) > memory_bytes(limit):
                 con.execute("SET memory_limit = ?", [limit])
         if engine.threads:
             con.execute(f"SET threads = {int(engine.threads)}")
@@ -296,7 +313,6 @@ class DeltaOfflineStore:
     ) -> WriteStats:
         """A first write through delta-rs's writer (object stores)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
         from deltalake import write_deltalake
 
         written = 0
@@ -305,9 +321,7 @@ class DeltaOfflineStore:
             nonlocal written
             for batch in batches:
                 if has_deleted:  # tombstones delete nothing in an empty table
-                    flags = batch.column(batch.schema.get_field_index(DELETED))
-                    batch = batch.filter(pc.invert(pc.fill_null(flags, False)))
-                    batch = batch.drop_columns([DELETED])
+                    batch = _without_tombstones(batch)
                 written += batch.num_rows
                 yield batch
 
@@ -385,70 +399,8 @@ class DeltaOfflineStore:
         shutil.rmtree(location, ignore_errors=True)
 
 
-ROW_GROUP_ROWS = 128 * 1024
-"""Rows per Parquet row group of a first write."""
 MERGE_ROWS = 512 * 1024
 """Rows per MERGE of a later write (more when one partition holds more)."""
-FILE_ROWS = 4 * 1024 * 1024
-"""Rows per file of a first write, at most (a partition with more gets several files)."""
-
-
-class _PartitionFiles:
-    """Hive-partitioned Parquet files written partition after partition: one file open at a
-    time, rows buffered up to one row group."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.rows = 0
-        self._day: Any = None
-        self._writer: Any = None
-        self._in_file = 0
-        self._pending: list[pa.RecordBatch] = []
-        self._pending_rows = 0
-
-    def __enter__(self) -> _PartitionFiles:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self._flush()
-        if self._writer is not None:
-            self._writer.close()
-
-    def append(self, day: Any, rows: pa.RecordBatch) -> None:
-        """Add ``rows`` of partition ``day`` (days in order: a day never comes back)."""
-        if day != self._day or self._in_file >= FILE_ROWS:
-            self._flush()
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
-            self._day, self._in_file = day, 0
-        self._pending.append(rows)
-        self._pending_rows += rows.num_rows
-        self._in_file += rows.num_rows
-        self.rows += rows.num_rows
-        if self._pending_rows >= ROW_GROUP_ROWS:
-            self._flush()
-
-    def _flush(self) -> None:
-        import uuid
-
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        if not self._pending:
-            return
-        table = pa.Table.from_batches(self._pending)
-        self._pending, self._pending_rows = [], 0
-        if self._writer is None:
-            value = "__HIVE_DEFAULT_PARTITION__" if self._day is None else self._day.isoformat()
-            folder = self.root / f"{PARTITION}={value}"
-            # Not ``parents=True``: a staging folder removed under the writer must fail the
-            # write, not be recreated with only the partitions written after.
-            folder.mkdir(exist_ok=True)
-            path = folder / f"part-{uuid.uuid4().hex}.parquet"
-            self._writer = pq.ParquetWriter(str(path), table.schema, compression="snappy")
-        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
 
 
 SMALL_ROWS = 128 * 1024
@@ -475,18 +427,51 @@ def _write_small(schema: pa.Schema, head: list[pa.RecordBatch], has_deleted: boo
     """:meth:`DeltaOfflineStore._write_parquet` for rows held in memory: the same casts and
     files, ordered by pyarrow."""
     import pyarrow as pa
+
+    table = pa.Table.from_batches(head, schema).sort_by(PARTITION)
+    return _write_ordered(schema, iter(table.to_batches()), has_deleted, to)
+
+
+def _write_ordered(
+    schema: pa.Schema, batches: Iterator[pa.RecordBatch], has_deleted: bool, to: Path
+) -> int:
+    """:meth:`DeltaOfflineStore._write_parquet` for rows ordered by partition already (the
+    engine's event-time order): the same casts and files, without sorting."""
+    import pyarrow as pa
+
+    stored = pa.schema(
+        [_storable_field(f) for f in schema if f.name != DELETED], metadata=schema.metadata
+    )
+    with PartitionFiles(to) as files:
+        for batch in batches:
+            if has_deleted:  # tombstones delete nothing in a new table
+                batch = _without_tombstones(batch)
+            for day, run in runs([_storable(batch, stored)]):
+                files.append(day, run.drop_columns([PARTITION]))
+    return files.rows
+
+
+def _without_tombstones(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` without its rows flagged ``_deleted`` and without that column."""
     import pyarrow.compute as pc
 
-    table = pa.Table.from_batches(head, schema)
-    if has_deleted:
-        flags = pc.fill_null(table.column(DELETED), False)
-        table = table.filter(pc.invert(flags)).drop_columns([DELETED])
-    table = table.cast(pa.schema([_storable_field(f) for f in table.schema]))
-    table = table.sort_by(PARTITION)
-    with _PartitionFiles(to) as files:
-        for day, run in _runs(iter(table.to_batches())):
-            files.append(day, run.drop_columns([PARTITION]))
-    return files.rows
+    flags = batch.column(batch.schema.get_field_index(DELETED))
+    keep = pc.or_kleene(pc.invert(flags), pc.is_null(flags))  # not true: false or null
+    return batch.filter(keep).drop_columns([DELETED])
+
+
+def _storable(batch: pa.RecordBatch, stored: pa.Schema) -> pa.RecordBatch:
+    """``batch`` cast to ``stored`` (:func:`_storable_field`'s types) as DuckDB's casts of
+    :func:`_storable_sql` do: finer timestamps truncated to microseconds, integers checked."""
+    import pyarrow as pa
+
+    if batch.schema.equals(stored):
+        return batch
+    columns = [
+        batch.column(i).cast(field.type, safe=not pa.types.is_timestamp(field.type))
+        for i, field in enumerate(stored)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=stored)
 
 
 def _remove_abandoned(parent: Path, view_name: str) -> None:
@@ -506,30 +491,12 @@ def _remove_abandoned(parent: Path, view_name: str) -> None:
             continue
 
 
-def _runs(batches: Iterator[pa.RecordBatch]) -> Iterator[tuple[Any, pa.RecordBatch]]:
-    """``(event_date, rows)`` runs of batches ordered by ``event_date``."""
-    import pyarrow.compute as pc
-
-    for batch in batches:
-        days = batch.column(batch.schema.get_field_index(PARTITION))
-        start = 0
-        while start < batch.num_rows:
-            rest = days.slice(start)
-            first = rest[0]
-            # Ordered by day: the run ends at the first other value (NULLs sort last).
-            other = pc.is_valid(rest) if not first.is_valid else pc.not_equal(rest, first)
-            end = pc.index(pc.fill_null(other, True), True).as_py()
-            length = len(rest) if end < 0 else end
-            yield first.as_py(), batch.slice(start, length)
-            start += length
-
-
-def _slices(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
+def _slices(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[list[pa.RecordBatch]]:
     """Batches ordered by ``event_date`` cut into slices of about ``rows`` rows, at partition
     boundaries unless one partition holds twice as many."""
     slice_: list[pa.RecordBatch] = []
     held, day = 0, None
-    for run_day, run in _runs(batches):
+    for run_day, run in runs(batches):
         for start in range(0, run.num_rows, rows):
             piece = run.slice(start, rows)
             if slice_ and ((run_day != day and held >= rows) or held + piece.num_rows > 2 * rows):
@@ -584,11 +551,3 @@ def _check_storable(view: FeatureView, schema: pa.Schema) -> None:
                 "store cannot hold",
                 fix="convert it in the view, e.g. CAST(x AS VARCHAR) or epoch_us(x)",
             )
-
-
-def _bytes(setting: str) -> float:
-    """Bytes of a DuckDB memory setting as it reports it (``"256.0 MiB"``, ``"1.8 GiB"``)."""
-    number, _, unit = setting.strip().partition(" ")
-    scale: dict[str, float] = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
-    scale |= {"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
-    return float(number) * scale.get(unit, 1)

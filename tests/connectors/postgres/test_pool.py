@@ -16,6 +16,7 @@ import headwater
 from headwater.config import load_config
 from headwater.connectors.postgres import pool as pg_pool
 from headwater.connectors.postgres.pool import (
+    ReaderConnection,
     ReaderPool,
     checkin,
     checkout,
@@ -46,6 +47,17 @@ pytestmark = pytest.mark.postgres
 def app_name() -> str:
     """An application_name no other session uses."""
     return f"hwpool-{uuid.uuid4().hex[:10]}"
+
+
+def fetch(conn: ReaderConnection, query: str) -> list[dict[str, Any]]:
+    """The rows of ``query`` on a reader connection."""
+    statement, reader = conn.query(query, {})
+    try:
+        rows: list[dict[str, Any]] = reader.read_all().to_pylist()
+        return rows
+    finally:
+        reader.close()
+        statement.close()
 
 
 def backends(name: str) -> list[int]:
@@ -153,19 +165,17 @@ def test_pooled_sessions_carry_the_options_and_get_them_back(tmp_path: Path, pg_
     readers = reader_pool(config)
     reader, new = readers.acquire()
     assert new
-    with reader.cursor() as cur:
-        cur.execute("SELECT current_setting('statement_timeout'), current_setting('TimeZone')")
-        assert cur.fetchall() == [("12345ms", "UTC")]
-        cur.execute("SELECT set_config('statement_timeout', '5', false)")
-        cur.fetchall()
+    settings = "SELECT current_setting('statement_timeout') AS t, current_setting('TimeZone') AS z"
+    assert fetch(reader, settings) == [{"t": "12345ms", "z": "UTC"}]
+    reader.execute("SELECT set_config('statement_timeout', $1, false)", ["5"])
+    assert fetch(reader, settings) == [{"t": "5ms", "z": "UTC"}]
     readers.release(reader, reusable=True)
     again, new = readers.acquire()
     assert again is reader and not new
-    with again.cursor() as cur:
-        cur.execute(
-            "SELECT current_setting('statement_timeout'), current_setting('application_name')"
-        )
-        assert cur.fetchall() == [("12345ms", name)]
+    named = (
+        "SELECT current_setting('statement_timeout') AS t, current_setting('application_name') AS a"
+    )
+    assert fetch(again, named) == [{"t": "12345ms", "a": name}]
     readers.release(again, reusable=True)
     store.close()
     assert wait_for_backends(name, 0) == []

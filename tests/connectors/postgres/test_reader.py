@@ -1010,6 +1010,82 @@ def test_a_read_out_of_retries_fails_and_keeps_the_checkpoint(
     store.close()
 
 
+STREAM_DEFS = """
+from headwater import Entity, FeatureView, PostgresSource, checks
+
+item = Entity("item", join_keys=["k"])
+read = dict(
+    connection="app_db",
+    query="SELECT *, date_trunc('hour', created_at) AS hour FROM public.big WHERE pace(id)",
+    timestamp_field="hour",
+    batch_size=2_000,
+)
+streamed = PostgresSource("streamed", **read)
+staged = PostgresSource("staged", checks=[checks.not_null("id", severity="warn")], **read)
+features = {"label": "label", "id": "id"}
+by_k = FeatureView("by_k", entity=item, source=streamed, features=features)
+by_k_staged = FeatureView("by_k_staged", entity=item, source=staged, features=features)
+"""
+
+
+def test_a_view_computed_from_the_stream_matches_the_kept_read(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A view whose source has no checks is computed from the read as it streams (no copy
+    kept); its rows, counts and retries are those of a view whose source checks keep the read.
+    Many rows share a (key, hour): the one kept is chosen by the same order either way."""
+    from headwater.orchestration.runner import Runner
+
+    create_big(pg_dsn, BIG_ROWS)
+    store = make_store(tmp_path, pg_dsn, STREAM_DEFS, retry_backoff_s=0.01)
+    store.apply()
+    streamed: list[str] = []
+    original = Runner._stream
+
+    def spy(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        streamed.append(kwargs.get("view", args[4]).name)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Runner, "_stream", spy)
+    killed = kill_during_reads(monkeypatch, "headwater:streamed", after_batches=3, times=1)
+    results = {r.view: r for r in store.run()}
+    assert len(killed) == 1 and streamed == ["by_k"]  # the lost read was started again whole
+    skipped = BIG_ROWS // 10  # k is null on every tenth row
+    for result in results.values():
+        assert (result.status, result.rows_in, result.rows_skipped) == (
+            "success",
+            BIG_ROWS,
+            skipped,
+        )
+    assert results["by_k"].inserted == results["by_k_staged"].inserted < BIG_ROWS - skipped
+    assert offline_rows(store, "by_k") == offline_rows(store, "by_k_staged")
+    again = {r.view: r for r in store.run(full_refresh=True)}  # reruns change nothing
+    assert {(r.inserted, r.updated, r.deleted) for r in again.values()} == {(0, 0, 0)}
+    store.close()
+
+
+def test_a_run_imports_neither_pandas_nor_polars(tmp_path: Path, pg_dsn: str) -> None:
+    """pyarrow (``pa.array``, ``pa.scalar``, ``to_numpy``), DuckDB (a registered table) and the
+    ADBC DB-API import pandas or polars when they are installed, a third of a second of a run
+    that needs neither."""
+    import subprocess
+    import sys
+
+    create_big(pg_dsn, 5_000)
+    store = make_store(tmp_path, pg_dsn, BIG_DEFS)
+    store.apply()
+    store.close()
+    code = (
+        "import sys, headwater\n"
+        f"store = headwater.FeatureStore({str(tmp_path)!r})\n"
+        "(result,) = store.run()\n"
+        "store.close()\n"
+        "print(result.inserted, sorted(m for m in ('pandas', 'polars') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split(maxsplit=1) == ["5000", "[]\n"]
+
+
 # ---------------------------------------------------------------------- libpq options
 PATH_DEFS = """
 from headwater import Entity, FeatureView, PostgresSource
