@@ -140,11 +140,11 @@ class CursorTracker:
 
     def track(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Pass ``batches`` on, counting rows and keeping the greatest cursor value."""
-        import pyarrow.compute as pc
-
         for batch in batches:
             self.rows += batch.num_rows
             if self.cursor_field and batch.num_rows:
+                import pyarrow.compute as pc  # only for incremental reads (it takes 50 ms)
+
                 column = batch.column(batch.schema.get_field_index(self.cursor_field))
                 top = pc.max(column).as_py()
                 if top is not None and (self.high is None or top > self.high):

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from headwater.errors import HeadwaterError
 from headwater.stores.online.base import OnlineRow
@@ -74,6 +73,7 @@ def encode_key(values: Sequence[Any]) -> str:
 
 def encode_keys(table: pa.Table, join_keys: list[str]) -> list[str]:
     """:func:`encode_key` of every row; vectorised for integer and plain string columns."""
+    import pyarrow.compute as pc
 
     def lit(text: str) -> pa.Scalar:
         return pa.scalar(text, pa.large_string())
@@ -171,6 +171,7 @@ def serialize_schema(schema: pa.Schema) -> bytes:
 
 def deserialize_schema(data: bytes) -> pa.Schema:
     """The schema :func:`serialize_schema` wrote."""
+
     return pa.ipc.read_schema(pa.py_buffer(data))
 
 
@@ -310,16 +311,22 @@ def decode_stored(
 # ------------------------------------------------------------------ batches
 def epoch_ms(column: pa.ChunkedArray | pa.Array) -> pa.Array:
     """Epoch milliseconds (int64, floored) of a timestamp column; naive means UTC."""
+    import pyarrow.compute as pc
+
     floored = pc.floor_temporal(column, unit="millisecond")
     return pc.cast(pc.cast(floored, pa.timestamp("ms", tz="UTC")), pa.int64())
 
 
 def _arange(n: int) -> pa.Array:
+    import pyarrow.compute as pc
+
     return pc.subtract(pc.cumulative_sum(pa.repeat(1, n)), 1)
 
 
 def latest_per_entity(table: pa.Table, join_keys: list[str]) -> pa.Table:
     """The latest row per entity by the online rule; later rows win full ties."""
+    import pyarrow.compute as pc
+
     order: dict[str, Any] = {"ts": table.column("event_timestamp")}
     if "created_timestamp" in table.column_names:
         # Nulls sort lowest: compare the raw integers with nulls as the smallest int64.
@@ -340,6 +347,8 @@ def prepare_rows(
 ) -> EncodedRows:
     """Validate, reduce to the latest row per entity, optionally drop rows whose event time is
     not after ``keep_after_ms``, and encode."""
+    import pyarrow.compute as pc
+
     features = view.feature_names
     needed = [*view.join_keys, "event_timestamp", *features]
     missing = [c for c in needed if c not in rows.column_names]
