@@ -1,0 +1,106 @@
+"""The ``headwater`` command line: the Typer app and what every command shares.
+
+Every command takes ``--repo DIR`` (default ``.``). Heavy modules are imported inside the
+commands so ``headwater --help`` stays fast. Errors headwater raises on purpose print as one
+line (``error: ... — fix: ...``) and exit with status 1; an interrupted command exits 130.
+The commands live in :mod:`.project` (``init``, ``quickstart``), :mod:`.pipeline` (``apply``,
+``run``, ``backfill``, ``materialize``, ``stream``), :mod:`.reading` (``get``, ``history``,
+``status``, ``check``, ``quality``) and :mod:`.serving` (``serve``); :mod:`.main` registers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from headwater.feature_store import FeatureStore
+
+app = typer.Typer(
+    name="headwater",
+    help="Feature-engineering data pipelines: ingest, compute, store and serve features.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Repo = Annotated[Path, typer.Option("--repo", "-r", help="Project folder (holds headwater.yaml).")]
+Views = Annotated[list[str] | None, typer.Argument(help="Feature views (default: all).")]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def make_console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn headwater errors into a one-line message and exit status 1."""
+    from headwater.errors import HeadwaterError
+
+    try:
+        yield
+    except HeadwaterError as exc:
+        typer.echo(f"error: {one_line(str(exc))}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        raise
+    except Exception as exc:
+        # Not an error headwater raises on purpose: still one line, with a way to see more.
+        import os
+
+        if os.environ.get("HEADWATER_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {one_line(str(exc), first=True)} — fix: "
+            "rerun with HEADWATER_DEBUG=1 to see the traceback",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
+def one_line(text: str, *, first: bool = False) -> str:
+    """``text`` redacted and folded onto one line (driver messages often span several)."""
+    from headwater.observability import redact
+
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return redact(" ".join(lines[:1] if first else lines))
+
+
+def open_store(repo: Path) -> FeatureStore:
+    from headwater.feature_store import FeatureStore
+    from headwater.observability import configure_logging
+
+    configure_logging()
+    return FeatureStore(repo)
+
+
+def _print_version(value: bool) -> None:
+    # Eager, so that `headwater --version` works without a command.
+    if value:
+        from headwater import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    pass
