@@ -21,15 +21,12 @@ from headwater.stores.registry._records import (
     diff_specs,
 )
 from headwater.stores.registry._runs import FINAL_STATUSES, RUN_KINDS, STATUSES, RunRecords
-from headwater.stores.registry._sql import DDL, MIGRATIONS, Db
+from headwater.stores.registry._sql import BASELINE, DDL, MIGRATIONS, SCHEMA_VERSION, Db
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from headwater.config.models import ProjectConfig, RegistryConfig
-
-SCHEMA_VERSION = 2
-"""Version of the registry tables; stored in ``meta`` so later releases can migrate."""
 
 _LATEST = (
     "SELECT kind, name, version, spec, applied_at, removed_at FROM {definitions} d"
@@ -87,31 +84,46 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
         self.close()
 
     def _bootstrap(self) -> None:
+        """Create the tables of a new registry, or upgrade an older one in place: the
+        migrations from its version on run in order, in one transaction with the version
+        update (a failed step leaves the registry as it was). A registry of a newer schema
+        is refused before anything is written."""
         with self._db.transaction():
             self._db.prelude()
-            for statement in DDL:
+            self._db.run(DDL[0])  # meta: where the version is
+            rows = self._db.run("SELECT value FROM {meta} WHERE name = 'schema_version'")
+            found = int(rows[0][0]) if rows else None
+            if found is not None and found > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the registry has schema version {found}, but this headwater supports up "
+                    f"to {SCHEMA_VERSION}",
+                    fix="upgrade headwater to the version that wrote the registry",
+                )
+            for statement in DDL[1:]:
                 self._db.run(statement)
-            self._db.run(
-                "INSERT INTO {meta} (name, value) VALUES ('schema_version', ?)"
-                " ON CONFLICT (name) DO NOTHING",
-                (str(SCHEMA_VERSION),),
-            )
-            found = int(
-                self._db.run("SELECT value FROM {meta} WHERE name = 'schema_version'")[0][0]
-            )
-            while found < SCHEMA_VERSION and found in MIGRATIONS:
+            if found is None:
+                found = BASELINE
+                self._db.run(
+                    "INSERT INTO {meta} (name, value) VALUES ('schema_version', ?)", (str(found),)
+                )
+            while found < SCHEMA_VERSION:
+                if found not in MIGRATIONS:
+                    raise ConfigError(
+                        f"the registry has schema version {found}, which this headwater cannot "
+                        "upgrade",
+                        fix="upgrade it with the headwater release that followed the one that "
+                        "wrote it",
+                    )
                 for statement in MIGRATIONS[found]:
                     self._db.run(statement)
                 found += 1
                 self._db.run(
                     "UPDATE {meta} SET value = ? WHERE name = 'schema_version'", (str(found),)
                 )
-        if found > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the registry has schema version {found}, but this headwater supports up to "
-                f"{SCHEMA_VERSION}",
-                fix="upgrade headwater to the version that wrote the registry",
-            )
+                self._db.run(
+                    "INSERT INTO {meta} (name, value) VALUES (?, ?)",
+                    (f"migrated:{found}", _now().isoformat(timespec="seconds")),
+                )
 
     # -------------------------------------------------------------- definitions
     def apply(self, specs: list[dict[str, Any]]) -> ApplyDiff:
