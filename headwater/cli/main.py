@@ -8,7 +8,7 @@ from __future__ import annotations
 from headwater.cli import project  # noqa: F401  (registers init, quickstart)
 
 # isort: split
-from headwater.cli import pipeline, reading, serving  # noqa: F401  (register the rest)
+from headwater.cli import pipeline, reading, serving, versions  # noqa: F401  (the rest)
 from headwater.cli.app import app
 
 

@@ -27,6 +27,7 @@ from headwater.errors import HeadwaterError, RunFailed
 from headwater.observability import get_logger
 from headwater.orchestration.fitting import fitted_statistics
 from headwater.orchestration.runs import RecordedRun, describe
+from headwater.orchestration.versions import finish, target
 from headwater.quality.gate import QualityGate, QualityReport
 from headwater.transforms.runtime import apply_transforms
 
@@ -139,14 +140,19 @@ class Runner:
     ) -> RunResult:
         connector = open_connector(view.source, self.project)
         incremental = view.source.incremental and time_range is None
+        # The table version written: a new one (changed definition, full refresh) is built
+        # from a full read and switched to once complete (orchestration.versions).
+        into = target(
+            self.registry, self.offline, view, full_refresh=full_refresh, time_range=time_range
+        )
         checkpoint = None
-        if incremental and not full_refresh:
+        if incremental and not full_refresh and not into.building:
             checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
         landing: Landing | None = None
         if incremental and view.kind == "aggregation":
             from headwater.orchestration.landing import Landing
 
-            landing = Landing(self.offline, view)
+            landing = Landing(self.offline, into.view)
             if checkpoint is not None and not landing.exists():
                 # Without the source's current rows, windows cannot be recomputed from an
                 # increment: read the source in full again.
@@ -174,7 +180,7 @@ class Runner:
         ):
             # Nothing needs the rows twice: compute from the stream as it comes.
             scan, seq, stats, rows_in, skipped = self._stream(
-                con, connector, scan, checkpoint, view, gate, time_range, run_id, step
+                con, connector, scan, checkpoint, view, gate, time_range, run_id, step, into.view
             )
         else:
             scan, relation = self._read(con, connector, checkpoint, view.name, run_id, scan)
@@ -195,7 +201,7 @@ class Runner:
             output = gate.output(output)  # view checks, before anything is written
             step(f"writing {view.name}")
             seq = self.registry.next_seq()
-            stats = self.offline.write(view, output, seq=seq)
+            stats = self.offline.write(into.view, output, seq=seq)
         if skipped:
             log.warning(
                 "rows without an event time or join key were left out",
@@ -209,11 +215,10 @@ class Runner:
             from headwater.connectors.sinks import deliver
 
             step(f"loading the sinks of {view.name}")
-            deliver(view, self.offline, self.project, seq=seq, run_id=run_id)
+            deliver(view, self.offline, self.project, seq=seq, run_id=run_id, table=into.view.name)
         gate.commit()  # quarantined rows, before the cursor moves past them
         new_checkpoint = scan.checkpoint() if incremental else None
-        if new_checkpoint is not None:
-            self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
+        finish(self.registry, into, view.name, cursor_checkpoint(view.name), new_checkpoint)
         return RunResult(
             view=view.name,
             run_id=run_id,
@@ -308,6 +313,7 @@ class Runner:
         time_range: tuple[int, int] | None,
         run_id: str,
         step: Callable[[str], None],
+        into: FeatureView,
     ) -> tuple[Scan, int, WriteStats, int, int]:
         """Compute the view from a one-shot stream as it is read and write the result, with no
         copy of the rows read: ``(scan, seq, write stats, rows read, rows left out)``. The rows
@@ -332,7 +338,7 @@ class Runner:
                 output = gate.output(_after(scan, output))  # view checks, before any write
                 step(f"writing {view.name}")
                 seq = self.registry.next_seq()
-                stats = self.offline.write(view, output, seq=seq)
+                stats = self.offline.write(into, output, seq=seq)
                 return scan, seq, stats, tally.rows, tally.skipped
             except Exception as exc:
                 _read_again(scan, exc, attempt, view.name, run_id)

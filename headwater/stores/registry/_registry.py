@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from headwater.stores.registry._records import (
 )
 from headwater.stores.registry._runs import FINAL_STATUSES, RUN_KINDS, STATUSES, RunRecords
 from headwater.stores.registry._sql import BASELINE, DDL, MIGRATIONS, SCHEMA_VERSION, Db
+from headwater.stores.registry._versions import VersionRecords
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -35,10 +37,11 @@ _LATEST = (
 )
 
 
-class Registry(RunRecords, QualityRecords, FittedRecords):
+class Registry(RunRecords, QualityRecords, FittedRecords, VersionRecords):
     """Metadata of a project: definitions, view schemas, checkpoints and a counter (the run
     history: :class:`RunRecords`; check results and source schemas: :class:`QualityRecords`;
-    statistics of fitted transforms: :class:`FittedRecords`).
+    statistics of fitted transforms: :class:`FittedRecords`; the physical versions of views'
+    offline tables: :class:`VersionRecords`).
 
     An instance is safe to share between threads (calls are serialised); several instances
     and processes may use the same registry concurrently.
@@ -126,7 +129,11 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
                 )
 
     # -------------------------------------------------------------- definitions
-    def apply(self, specs: list[dict[str, Any]]) -> ApplyDiff:
+    def apply(
+        self,
+        specs: list[dict[str, Any]],
+        rows: dict[str, tuple[str | None, str]] | None = None,
+    ) -> ApplyDiff:
         """Record ``specs`` as the current definitions, in one transaction.
 
         A definition gets a new version when its canonical JSON changed; definitions absent
@@ -134,6 +141,9 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
 
         Args:
             specs: JSON-able dicts, each with a ``kind`` and a ``name``.
+            rows: per view, the rows fingerprints of its applied and of its new definition:
+                a changed fingerprint records a new table version to build
+                (:class:`VersionRecords`).
 
         Returns:
             What was added, changed, left unchanged and removed.
@@ -163,13 +173,19 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
                     " AND version = ?",
                     (now, kind, name, latest[(kind, name)][0]),
                 )
-        return diff
+            versions = self._sync_versions(rows or {}, write=True)
+        return replace(diff, versions=versions)
 
-    def plan(self, specs: list[dict[str, Any]]) -> ApplyDiff:
+    def plan(
+        self,
+        specs: list[dict[str, Any]],
+        rows: dict[str, tuple[str | None, str]] | None = None,
+    ) -> ApplyDiff:
         """The diff :meth:`apply` would produce, without writing anything."""
         wanted = canonical_specs(specs)
         with self._lock:
-            return diff_specs(wanted, self._latest())
+            diff = diff_specs(wanted, self._latest())
+            return replace(diff, versions=self._sync_versions(rows or {}, write=False))
 
     def definitions(self, kind: str | None = None) -> list[DefinitionRecord]:
         """Current (not removed) definitions, optionally of one kind, sorted by kind and name."""
