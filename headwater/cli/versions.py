@@ -1,4 +1,4 @@
-"""Definition changes and table versions: the ``apply`` report and ``prune``."""
+"""Definition changes and table versions: the ``apply`` report, ``versions`` and ``prune``."""
 
 from __future__ import annotations
 
@@ -44,6 +44,42 @@ def show_apply(console: Any, report: ApplyReport) -> None:
         console.print("no changes")
     suffix = " (dry run)" if report.dry_run else ""
     console.print(f"{len(report.views)} feature views valid{suffix}")
+
+
+@app.command()
+def versions(
+    view: Annotated[str | None, typer.Argument(help="A feature view (default: all).")] = None,
+    repo: Repo = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the offline table versions of views: which serves, which is being built, which
+    are kept for reproducing past training sets."""
+    import json
+
+    with errors():
+        store = open_store(repo)
+        found = store.table_versions(view)
+        store.close()
+    if as_json:
+        rows = [
+            {
+                "view": v.view,
+                "version": v.version,
+                "status": v.status,
+                "table": v.table,
+                "reason": v.reason,
+                "created_at": v.created_at.isoformat(),
+                "activated_at": None if v.activated_at is None else v.activated_at.isoformat(),
+            }
+            for v in found
+        ]
+        typer.echo(json.dumps(rows))
+        return
+    for v in found:
+        when = v.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        typer.echo(f"{v.view}\tv{v.version}\t{v.status}\t{v.table}\t{v.reason}\t{when}")
+    if not found:
+        typer.echo("no table versions recorded (run `headwater apply`)")
 
 
 @app.command()

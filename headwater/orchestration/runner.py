@@ -169,6 +169,7 @@ class Runner:
             run_id=run_id,
             registry=self.registry,
             offline=self.offline,
+            table=into.view.name,
         )
         scan = connector.scan(con, checkpoint=checkpoint)
         if (

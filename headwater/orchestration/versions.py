@@ -58,7 +58,7 @@ def version_table(registry: Registry, view: str, version: int | None) -> str:
         raise NotFound(
             f"view {view!r} has no table version {version} (kept: "
             f"{', '.join(map(str, kept)) or 'none'})",
-            fix="pick a kept version (`headwater status` lists them), or leave it out",
+            fix="pick a kept version (`headwater versions` lists them), or leave it out",
         )
     return found[version].table
 

@@ -4,6 +4,7 @@ version's rows are read (training sets, online); ``prune`` removes the old versi
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -259,6 +260,11 @@ def test_apply_prints_each_changed_field_old_to_new_and_whether_it_changes_rows(
     out = headwater_cli(project, "apply").stdout
     assert "new table version 2" in out
     assert headwater_cli(project, "run").returncode == 0
+    listed = json.loads(headwater_cli(project, "versions", "user_orders", "--json").stdout)
+    assert [(v["version"], v["status"], v["table"]) for v in listed] == [
+        (1, "retired", "user_orders"),
+        (2, "active", "user_orders__v2"),
+    ]
     out = headwater_cli(project, "prune", "--dry-run").stdout
     assert "would remove user_orders table version 1 (retired, table user_orders)" in out
     out = headwater_cli(project, "prune").stdout
