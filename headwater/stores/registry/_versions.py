@@ -163,7 +163,8 @@ class VersionRecords:
             if not rows:
                 if old_fp is None or old_fp == new_fp:  # new, or applied before versions
                     if write:
-                        self._insert(view, 1, new_fp, "active", "first apply")
+                        reason = "first apply" if old_fp is None else "applied before versions"
+                        self._insert(view, 1, new_fp, "active", reason)
                     action = "new" if old_fp is None else "same"
                     changes.append(VersionChange(view=view, action=action, version=1, serving=1))
                     continue
@@ -200,14 +201,14 @@ class VersionRecords:
     def _adopt(self, view: str, fingerprint: str, write: bool) -> TableVersion:
         """Version 1 for a view applied before table versions existed."""
         if write:
-            self._insert(view, 1, fingerprint, "active", "applied before table versions")
+            self._insert(view, 1, fingerprint, "active", "applied before versions")
         return TableVersion(
             view=view,
             version=1,
             table=table_name(view, 1),
             fingerprint=fingerprint,
             status="active",
-            reason="applied before table versions",
+            reason="applied before versions",
             created_at=datetime.now(UTC),
         )
 
