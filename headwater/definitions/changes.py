@@ -74,6 +74,8 @@ def rows_part(spec: dict[str, Any]) -> dict[str, Any]:
     part = {k: v for k, v in spec.items() if k not in ROW_NEUTRAL}
     if "checks" in part:
         part["checks"] = _row_checks(part["checks"])
+        if not part["checks"]:  # no checks that set rows aside: as if there were none
+            del part["checks"]
     return part
 
 

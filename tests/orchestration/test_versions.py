@@ -272,3 +272,75 @@ def test_apply_prints_each_changed_field_old_to_new_and_whether_it_changes_rows(
     assert not (project / "data" / "offline" / "user_orders").exists()
     assert (project / "data" / "offline" / "user_orders__v2").exists()
     assert "nothing to prune" in headwater_cli(project, "prune").stdout
+
+
+INCREMENTAL = """
+from headwater import Entity, FeatureView, SqliteSource, Sum, Tumbling
+
+user = Entity("user", join_keys=["user_id"])
+orders = SqliteSource(
+    "orders",
+    path={db!r},
+    table="orders",
+    timestamp_field="created_at",
+    cursor_field="updated_at",
+    primary_key=["order_id"],
+)
+user_sums = FeatureView(
+    "user_sums",
+    entity=user,
+    source=orders,
+    window=Tumbling("{window}"),
+    features=[Sum("amount", name="amount_sum")],
+)
+"""
+
+
+def test_an_incremental_aggregation_builds_its_new_version_from_a_full_read_then_goes_on_from_the_cursor(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    db = tmp_path / "shop.db"
+
+    def add(*rows: tuple[Any, ...]) -> None:
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS orders (order_id INTEGER PRIMARY KEY, user_id INTEGER,"
+                " amount REAL, created_at TIMESTAMP, updated_at TEXT)"
+            )
+            conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?)", rows)
+        conn.close()
+
+    def ts(hour: int) -> str:
+        return f"2024-01-01 {hour:02d}:00:00.000000"
+
+    add((1, 1, 10.0, ts(1), "c1"), (2, 1, 5.0, ts(13), "c2"))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "headwater.yaml").write_text("project: t\n")
+    (project / "defs.py").write_text(INCREMENTAL.format(db=str(db), window="1d"))
+
+    def sums(store: headwater.FeatureStore) -> list[tuple[Any, ...]]:
+        rows = offline_rows(store, store.registry.serving_table("user_sums"))
+        return sorted(
+            (r["event_timestamp"].hour, r["event_timestamp"].day, r["amount_sum"]) for r in rows
+        )
+
+    with headwater.FeatureStore(project) as store:
+        store.apply()
+        store.run()
+        assert sums(store) == [(0, 2, 15.0)]
+    (project / "defs.py").write_text(INCREMENTAL.format(db=str(db), window="12h"))
+    add((3, 1, 1.0, ts(14), "c3"))
+    with headwater.FeatureStore(project) as store:
+        assert [v.action for v in store.apply().diff.versions] == ["building"]
+        assert sums(store) == [(0, 2, 15.0)]  # not built yet: version 1 as it was
+        store.run()  # the build reads every row, not only those past the cursor
+        assert sums(store) == [(0, 2, 6.0), (12, 1, 10.0)]
+        assert store.registry.get_checkpoint("cursor:user_sums") is not None
+        add((4, 1, 2.0, ts(2), "c4"))
+        store.run()  # incremental again, on version 2 and its own landing table
+        assert sums(store) == [(0, 2, 6.0), (12, 1, 12.0)]
+        assert store.offline.read_table("_landing/user_sums__v2") is not None
