@@ -296,7 +296,7 @@ user_sums = FeatureView(
 """
 
 
-def test_an_incremental_aggregation_builds_its_new_version_from_a_full_read_then_goes_on_from_the_cursor(
+def test_an_incremental_aggregation_builds_from_a_full_read_then_goes_on_from_the_cursor(
     tmp_path: Path,
 ) -> None:
     import sqlite3
