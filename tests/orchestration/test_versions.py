@@ -45,9 +45,16 @@ def define(root: Path, window: str, extra: str = "") -> None:
     (root / "defs.py").write_text(DEFS.format(window=window, extra=extra))
 
 
-def make_project(root: Path, registry: dict[str, Any], online: dict[str, Any]) -> Path:
+def make_project(
+    root: Path, registry: dict[str, Any], online: dict[str, Any], offline: str = "delta"
+) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    config = {"project": "t", "registry": registry, "online_store": online}
+    config = {
+        "project": "t",
+        "registry": registry,
+        "online_store": online,
+        "offline_store": {"type": offline},
+    }
     (root / "headwater.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     define(root, "1d")
     orders = pa.table(
@@ -191,9 +198,15 @@ def test_a_ttl_change_does_not_change_rows_and_makes_no_version(tmp_path: Path) 
         assert served_rows(store) == DAILY
 
 
-def test_a_plain_run_builds_the_new_version_and_a_full_refresh_replaces(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offline", ["delta", "parquet"])
+def test_a_plain_run_builds_the_new_version_and_a_full_refresh_replaces(
+    tmp_path: Path, offline: str
+) -> None:
     project = make_project(
-        tmp_path, {"type": "sqlite", "path": "registry.db"}, {"type": "sqlite", "path": "o.db"}
+        tmp_path,
+        {"type": "sqlite", "path": "registry.db"},
+        {"type": "sqlite", "path": "o.db"},
+        offline,
     )
     with headwater.FeatureStore(project) as store:
         store.apply()
@@ -226,6 +239,8 @@ def test_a_plain_run_builds_the_new_version_and_a_full_refresh_replaces(tmp_path
         assert statuses == [(1, "retired"), (2, "abandoned"), (3, "retired"), (4, "active")]
         assert [v.version for v in store.prune(keep=1)] == [1, 2]
         assert [v.version for v in store.table_versions("user_orders")] == [3, 4]
+        assert store.offline.dataset("user_orders") is None
+        assert store.offline.dataset("user_orders__v3") is not None
 
 
 def headwater_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
