@@ -119,13 +119,24 @@ def history(
     full_names: Annotated[
         bool, typer.Option("--full-names", help="Name columns view__feature.")
     ] = False,
+    table_version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table-version",
+            metavar="VIEW=N",
+            help="Read a kept table version of a view (reproduce an earlier training set).",
+        ),
+    ] = None,
 ) -> None:
     """Write a point-in-time correct training set."""
+    from headwater.cli.versions import parse_pins
+
     with errors():
+        pins = parse_pins(table_version or [])
         store = open_store(repo)
         names = [name for item in features for name in item.split(",") if name]
         table = store.get_historical_features(
-            _read_table(entities), names, full_feature_names=full_names
+            _read_table(entities), names, full_feature_names=full_names, versions=pins
         ).to_arrow()
         store.close()
         _write_table(table, output)

@@ -13,6 +13,26 @@ if TYPE_CHECKING:
     from headwater.feature_store import ApplyReport
 
 
+def parse_pins(items: list[str]) -> dict[str, int]:
+    """``["view=2", ...]`` (``--table-version``) as ``{"view": 2}``.
+
+    Raises:
+        DefinitionError: an item is not ``VIEW=N`` with N a positive integer.
+    """
+    from headwater.errors import DefinitionError
+
+    pins: dict[str, int] = {}
+    for item in items:
+        view, _, number = item.partition("=")
+        if not view or not number.isdigit() or int(number) < 1:
+            raise DefinitionError(
+                f"--table-version {item!r} is not VIEW=N",
+                fix="e.g. --table-version user_orders=1 (`headwater versions` lists them)",
+            )
+        pins[view.strip()] = int(number)
+    return pins
+
+
 def show_apply(console: Any, report: ApplyReport) -> None:
     """Print what ``apply`` added, changed (field by field, old → new, each marked ``[rows]``
     when it changes computed rows) and removed, then what happens to the views' tables."""

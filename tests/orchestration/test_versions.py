@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -263,6 +264,7 @@ def test_apply_prints_each_changed_field_old_to_new_and_whether_it_changes_rows(
         tmp_path, {"type": "sqlite", "path": "registry.db"}, {"type": "sqlite", "path": "o.db"}
     )
     assert headwater_cli(project, "apply").returncode == 0
+    assert headwater_cli(project, "run").returncode == 0
     define(project, "1h", extra='\n    ttl="2d",')
     result = headwater_cli(project, "apply", "--dry-run")
     assert result.returncode == 0, result.stderr
@@ -280,6 +282,27 @@ def test_apply_prints_each_changed_field_old_to_new_and_whether_it_changes_rows(
         (1, "retired", "user_orders"),
         (2, "active", "user_orders__v2"),
     ]
+    entities = project / "entities.parquet"
+    write_parquet(
+        project,
+        "entities.parquet",
+        pa.table(
+            {"user_id": pa.array([1], pa.int64()), "event_timestamp": pa.array([_at(1, 2)], TS)}
+        ),
+    )
+    for pin, expected in (([], 5.0), (["--table-version", "user_orders=1"], 15.0)):
+        result = headwater_cli(
+            project, "history", "--entities", str(entities), "-f", "user_orders:amount_sum",
+            "--output", "out.parquet", *pin,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert pq.read_table(project / "out.parquet")["amount_sum"].to_pylist() == [expected]
+    bad = headwater_cli(
+        project, "history", "--entities", str(entities), "-f", "user_orders:amount_sum",
+        "--output", "out.parquet", "--table-version", "user_orders=v1",
+    )  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "--table-version 'user_orders=v1' is not VIEW=N" in bad.stderr
     out = headwater_cli(project, "prune", "--dry-run").stdout
     assert "would remove user_orders table version 1 (retired, table user_orders)" in out
     out = headwater_cli(project, "prune").stdout
