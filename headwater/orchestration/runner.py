@@ -231,7 +231,11 @@ class Runner:
             updated=stats.updated,
             deleted=stats.deleted,
             rows_quarantined=gate.rows_quarantined,
-            details={"checkpoint": new_checkpoint},
+            details={
+                "checkpoint": new_checkpoint,
+                "table_version": into.version,
+                "built": into.building,
+            },
         )
 
     def check(

@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.definitions.changes import rows_fingerprint
 from headwater.errors import DefinitionError, NotFound
+from headwater.observability import get_logger
 from headwater.stores.offline.tables import landing_table
+
+log = get_logger("orchestration.versions")
 
 if TYPE_CHECKING:
     from headwater.definitions import FeatureView
@@ -102,6 +105,10 @@ def finish(registry: Registry, run: Target, view: str, cursor: str, value: Any |
     cursor replaces the old version's, also when the source has none)."""
     if run.building:
         registry.activate_version(view, run.version, checkpoint=(cursor, value))
+        log.info(
+            "new table version built and switched to",
+            extra={"fields": {"view": view, "version": run.version, "table": run.view.name}},
+        )
     elif value is not None:
         registry.set_checkpoint(cursor, value)
 
