@@ -4,8 +4,8 @@ Order of effects, which makes a crash at any point safe: (1) results are merged 
 table, keyed by (join keys, event_timestamp), so a repeat writes nothing new; (2) then the
 landing table (below) is upserted; (3) only then is the source cursor committed to the
 registry (when the run built a new table version of the view, together with the switch to it:
-:mod:`headwater.orchestration.versions`). A crash between any two re-reads from the old cursor on the next run and converges to
-the same table.
+:mod:`headwater.orchestration.versions`). A crash between any two re-reads from the old cursor
+on the next run and converges to the same table.
 
 Aggregations over incremental sources cannot be recomputed from the new rows alone, so such
 views keep a *landing* Delta table of the source's current rows (keyed by the primary key, at
