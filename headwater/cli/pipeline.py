@@ -63,7 +63,11 @@ def run(
     views: Views = None,
     repo: Repo = Path("."),
     full_refresh: Annotated[
-        bool, typer.Option(help="Ignore cursors: re-read sources from the start.")
+        bool,
+        typer.Option(
+            help="Rebuild from the start of the sources into a new table version, which "
+            "replaces the current one once complete."
+        ),
     ] = False,
 ) -> None:
     """Compute feature views from their sources into the offline store."""
