@@ -42,10 +42,11 @@ class FieldChange:
 
 def field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]:
     """The fields that differ between two specs of one definition, in key order (a mapping
-    value is compared key by key, so ``features.x`` names the feature)."""
+    value, or a list of named items, is compared item by item, so ``features.x`` names the
+    feature)."""
     found: list[FieldChange] = []
     for key in sorted(set(old) | set(new)):
-        before, after = old.get(key), new.get(key)
+        before, after = _by_name(old.get(key)), _by_name(new.get(key))
         if before == after:
             continue
         if isinstance(before, dict) and isinstance(after, dict):
@@ -67,6 +68,20 @@ def field_changes(old: dict[str, Any], new: dict[str, Any]) -> list[FieldChange]
             )
         )
     return found
+
+
+def _by_name(value: Any) -> Any:
+    """A list of named items (aggregations, checks, steps) as ``{name: item}``, so that a diff
+    names the item that changed; other values as they are."""
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, dict) and isinstance(v.get("name"), str) for v in value)
+    ):
+        names = [v["name"] for v in value]
+        if len(set(names)) == len(names):
+            return {v["name"]: v for v in value}
+    return value
 
 
 def rows_part(spec: dict[str, Any]) -> dict[str, Any]:
@@ -94,8 +109,19 @@ def _changes_rows(key: str, before: Any, after: Any) -> bool:
     if key in ROW_NEUTRAL:
         return False
     if key == "checks":
-        return _row_checks(before) != _row_checks(after)
+        return _row_checks(_as_list(before)) != _row_checks(_as_list(after))
     return True
+
+
+def _as_list(value: Any) -> list[Any]:
+    """Checks as a list, whether given as one, by name (:func:`_by_name`), one alone or none."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return list(value.values())
+    return [value]
 
 
 def _row_checks(checks: Any) -> list[Any]:

@@ -46,9 +46,12 @@ def test_row_changes_are_named_and_change_the_fingerprint() -> None:
     base = view()
     assert classify(base, view(window=Tumbling("1h"))) == [("window.size_ms", True)]
     more = view(features=[Sum("amount", name="amount_sum"), Count(name="n")])
-    assert classify(base, more) == [("features", True)]
+    assert classify(base, more) == [("features.n", True)]
     quarantine = view(checks=[checks.not_null("amount_sum", severity="quarantine")])
     assert classify(base, quarantine) == [("checks", True)]
+    warned = view(checks=[checks.not_null("amount_sum", severity="warn")])
+    assert [rows for _, rows in classify(warned, quarantine)] == [True]
+    assert [rows for _, rows in classify(quarantine, warned)] == [True]
     moved = view(source=FileSource("orders", path="data/other.parquet", timestamp_field="ts"))
     retimed = view(source=FileSource("orders", path="data/orders.parquet", timestamp_field="t2"))
     for changed in (view(window=Tumbling("1h")), more, quarantine, moved, retimed):
