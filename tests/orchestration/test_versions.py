@@ -156,6 +156,8 @@ def test_a_window_change_is_built_as_a_new_version_and_switched_to_atomically(
         assert online(store) == [15.0, 7.0]
         store.materialize()
         assert online(store) == [5.0, 7.0]
+        store.materialize(full_refresh=True)  # as the issue did it: the same values
+        assert online(store) == [5.0, 7.0]
         # A past training set is reproduced from the kept version.
         assert training(store, versions={"user_orders": 1}) == [(1, 15.0), (2, 7.0)]
 
