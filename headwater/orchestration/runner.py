@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import open_connector
 from headwater.connectors.base import StreamScan, read_failure
-from headwater.errors import HeadwaterError, RunFailed
+from headwater.errors import DefinitionError, HeadwaterError, RunFailed
 from headwater.observability import get_logger
 from headwater.orchestration.fitting import fitted_statistics
 from headwater.orchestration.runs import RecordedRun, describe
@@ -164,7 +164,7 @@ class Runner:
             registry=self.registry,
             offline=self.offline,
         )
-        scan = connector.scan(con, checkpoint=checkpoint)
+        scan = self._scan(con, connector, view.source.name, checkpoint)
         if (
             isinstance(scan, StreamScan)
             and scan.watchers is not None
@@ -247,7 +247,14 @@ class Runner:
                 checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
             step(f"reading {view.source.name}")
             connector = open_connector(view.source, self.project)
-            _, relation = self._read(con, connector, checkpoint, view.name, "dry-run")
+            _, relation = self._read(
+                con,
+                connector,
+                checkpoint,
+                view.name,
+                "dry-run",
+                self._scan(con, connector, view.source.name, checkpoint),
+            )
             gate = QualityGate(
                 con,
                 view,
@@ -267,6 +274,27 @@ class Runner:
             return gate.report
         finally:
             con.close()
+
+    def _scan(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        connector: SourceConnector,
+        source: str,
+        checkpoint: Any,
+    ) -> Scan:
+        """The connector's scan; a source without rows reads as an empty table of the columns
+        recorded at ``apply`` (a run of 0 rows)."""
+        scan = connector.scan(con, checkpoint=checkpoint)
+        if not scan.empty:
+            return scan
+        schema = self.registry.source_schema(source)
+        if schema is None:
+            raise DefinitionError(
+                f"source {source!r} has no rows, and no columns were recorded for it",
+                fix="run `headwater apply` once the source has rows",
+            )
+        con.register("__hw_empty_source", schema.empty_table())
+        return replace(scan, relation="__hw_empty_source", empty=False)
 
     def _read(
         self,
