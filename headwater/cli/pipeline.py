@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from headwater.cli.app import Repo, Views, app, errors, make_console, open_store
+from headwater.cli.app import Repo, Views, app, errors, make_console, open_store, resolve_repo
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -187,7 +187,7 @@ def stream(
         if workers > 1:
             store.close()
             code = streaming.run_workers(
-                repo,
+                resolve_repo(repo),
                 list(views or []),
                 workers=workers,
                 until_caught_up=until_caught_up,
