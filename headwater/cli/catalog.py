@@ -227,7 +227,8 @@ def _show_replay(view: str, results: list[Any] | None) -> None:
     for r in results:
         console.print(
             f"[green]✓[/] {view}: replayed {r.rows_in} rows in, {r.inserted} inserted, "
-            f"{r.updated} updated, {r.rows_quarantined} set aside again"
+            f"{r.updated} updated, {r.rows_quarantined} set aside again",
+            soft_wrap=True,
         )
 
 
