@@ -265,6 +265,7 @@ def check(
         if not report.results:
             console.print(f"{report.view}: no checks")
             continue
+        console.print(f"[bold]{report.view}[/] (dry run: nothing written)", soft_wrap=True)
         print_table(
             ("stage", "check", "severity", "result", "rows", "failed", "detail"),
             [
@@ -279,7 +280,6 @@ def check(
                 ]
                 for stage, result in report.results
             ],
-            title=f"{report.view} (dry run: nothing written)",
             console=console,
         )
     if failed:
