@@ -283,11 +283,15 @@ class Runner:
         checkpoint: Any,
     ) -> Scan:
         """The connector's scan; a source without rows reads as an empty table of the columns
-        recorded at ``apply`` (a run of 0 rows)."""
+        recorded at ``apply`` (a run of 0 rows). A connector with ``check_recorded`` (files)
+        compares what it found with the columns recorded at ``apply`` first."""
         scan = connector.scan(con, checkpoint=checkpoint)
+        schema = self.registry.source_schema(source)
+        check_recorded = getattr(connector, "check_recorded", None)  # file sources name files
+        if check_recorded is not None and schema is not None:
+            check_recorded(schema)
         if not scan.empty:
             return scan
-        schema = self.registry.source_schema(source)
         if schema is None:
             raise DefinitionError(
                 f"source {source!r} has no rows, and no columns were recorded for it",

@@ -126,3 +126,24 @@ def test_empty_files_are_left_out_of_a_glob(tmp_path: Path) -> None:
     code, output = headwater("run", "--repo", tmp_path)
     assert code == 0, output
     assert "spend: 1 rows in, 1 inserted" in output
+
+
+def test_a_type_changed_since_apply_names_the_file(tmp_path: Path) -> None:
+    defs = """
+    from headwater import Entity, FeatureView, FileSource
+
+    user = Entity("user", join_keys=["user_id"])
+    orders = FileSource("orders", path="data/*.parquet", timestamp_field="ts")
+    spend = FeatureView("spend", entity=user, source=orders, features={"amount": "amount"})
+    """
+    write_parquet(tmp_path, "data/a.parquet", orders(pa.array([1.0, 2.0])))
+    write_project(tmp_path, defs)
+    assert headwater("apply", "--repo", tmp_path)[0] == 0
+    assert headwater("run", "--repo", tmp_path)[0] == 0
+    write_parquet(tmp_path, "data/a.parquet", orders(pa.array(["x", "3"])))  # was a Delta error
+    line = error_line(*headwater("run", "--repo", tmp_path))
+    assert "column 'amount' is VARCHAR in data/a.parquet but was double at apply" in line
+    assert "repair the file" in line and "columns={'amount': ...}" in line
+    write_parquet(tmp_path, "data/a.parquet", orders(pa.array([4.0, 3.0])))  # repaired
+    code, output = headwater("run", "--repo", tmp_path)
+    assert code == 0, output

@@ -13,7 +13,7 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.connectors.base import Scan
-from headwater.connectors.files.inspect import header_only_error, inspect_files
+from headwater.connectors.files.inspect import check_recorded, header_only_error, inspect_files
 from headwater.errors import DefinitionError
 from headwater.sql import quote_ident as q
 from headwater.sql import sql_literal
@@ -36,6 +36,7 @@ class FileConnector:
     def __init__(self, source: Source, project: ProjectConfig) -> None:
         self.source: FileSource = source  # type: ignore[assignment]  # registered for kind "file"
         self.project = project
+        self._types: dict[str, tuple[str, str]] = {}
 
     @property
     def location(self) -> str:
@@ -84,6 +85,7 @@ class FileConnector:
             declared=self.source.columns,
             root=str(self.project.root),
         )
+        self._types = found.types
         if not found.files:
             return None, found.empty
         return self._call(found.files if found.empty else location), found.empty
@@ -153,6 +155,12 @@ class FileConnector:
         if unknown:
             raise header_only_error(self.source.name, csvs[0], str(self.project.root), unknown)
         return self._call(csvs)
+
+    def check_recorded(self, recorded: pa.Schema) -> None:
+        """After a scan: under ``schema_mode='evolve'``, refuse a column whose type changed
+        kind since ``apply``, naming the file (the other modes convert or stop on their own)."""
+        if self.source.schema_mode == "evolve":
+            check_recorded(self.source.name, self._types, recorded, str(self.project.root))
 
     def scan(self, con: duckdb.DuckDBPyConnection, *, checkpoint: Any = None) -> Scan:
         relation, _ = self._plan(con)

@@ -21,6 +21,7 @@ from headwater.errors import DefinitionError
 from headwater.sql import sql_literal
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from duckdb import DuckDBPyConnection
 
 _NUMERIC = (
@@ -38,6 +39,7 @@ _NUMERIC = (
     "DOUBLE",
     "DECIMAL",
 )
+_COMPARABLE = ("number", "time", "VARCHAR")
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_LINES = 100_000
 
@@ -50,6 +52,8 @@ class Inspection:
     """Files with rows (or whose emptiness could not be told), in path order."""
     empty: list[str]
     """Files without rows."""
+    types: dict[str, tuple[str, str]]
+    """Each column's DuckDB type and the first file having it (declared columns left out)."""
 
 
 def inspect_files(
@@ -107,7 +111,44 @@ def inspect_files(
                     fix="make the files agree, or read the column as one type: "
                     f"FileSource(..., columns={{{column!r}: {seen[0]!r}}})",
                 )
-    return Inspection(files=kept, empty=empty)
+    return Inspection(files=kept, empty=empty, types=types)
+
+
+def check_recorded(
+    source: str, types: dict[str, tuple[str, str]], recorded: pa.Schema, root: str
+) -> None:
+    """Under ``schema_mode='evolve'``, a column whose type changed kind since ``apply`` (a
+    number now text) cannot be written beside the rows already stored: say which file has it.
+    (The other modes convert to the recorded type or stop on their own.)
+
+    Raises:
+        DefinitionError: naming the column, the file, the recorded type and the fixes.
+    """
+    for field in recorded:
+        found = types.get(field.name)
+        if found is None:
+            continue
+        before, now = _arrow_family(field.type), _family(found[0])
+        if before in _COMPARABLE and now in _COMPARABLE and before != now:
+            raise DefinitionError(
+                f"source {source!r}: column {field.name!r} is {found[0]} in "
+                f"{_shown(found[1], root)} but was {field.type} at apply",
+                fix=f"repair the file, or read the column as {found[0]} elsewhere too: "
+                f"FileSource(..., columns={{{field.name!r}: ...}}) casts it in every file "
+                "(a value that does not convert then fails the run, naming the value)",
+            )
+
+
+def _arrow_family(type_: pa.DataType) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        return "number"
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        return "time"
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_):
+        return "VARCHAR"
+    return str(type_)
 
 
 def header_only_error(source: str, path: str, root: str, columns: list[str]) -> DefinitionError:
