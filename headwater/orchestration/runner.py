@@ -164,7 +164,7 @@ class Runner:
             registry=self.registry,
             offline=self.offline,
         )
-        scan = self._scan(con, connector, view.source.name, checkpoint)
+        scan = self._scan(con, connector, view, checkpoint)
         if (
             isinstance(scan, StreamScan)
             and scan.watchers is not None
@@ -253,7 +253,7 @@ class Runner:
                 checkpoint,
                 view.name,
                 "dry-run",
-                self._scan(con, connector, view.source.name, checkpoint),
+                self._scan(con, connector, view, checkpoint),
             )
             gate = QualityGate(
                 con,
@@ -279,22 +279,24 @@ class Runner:
         self,
         con: duckdb.DuckDBPyConnection,
         connector: SourceConnector,
-        source: str,
+        view: FeatureView,
         checkpoint: Any,
     ) -> Scan:
         """The connector's scan; a source without rows reads as an empty table of the columns
-        recorded at ``apply`` (a run of 0 rows). A connector with ``check_recorded`` (files)
-        compares what it found with the columns recorded at ``apply`` first."""
+        recorded at ``apply`` (a run of 0 rows). A file source whose column changed type since
+        ``apply`` has its values checked against the rows the view already stores."""
         scan = connector.scan(con, checkpoint=checkpoint)
-        schema = self.registry.source_schema(source)
-        check_recorded = getattr(connector, "check_recorded", None)  # file sources name files
-        if check_recorded is not None and schema is not None:
-            check_recorded(schema)
+        schema = self.registry.source_schema(view.source.name)
+        changed_kinds = getattr(connector, "changed_kinds", None)  # file sources name files
+        if changed_kinds is not None and schema is not None and not scan.empty:
+            columns = changed_kinds(schema)
+            if columns and self.offline.dataset(view.name) is not None:
+                connector.check_values(con, schema, columns)  # type: ignore[attr-defined]  # files
         if not scan.empty:
             return scan
         if schema is None:
             raise DefinitionError(
-                f"source {source!r} has no rows, and no columns were recorded for it",
+                f"source {view.source.name!r} has no rows, and no columns were recorded for it",
                 fix="run `headwater apply` once the source has rows",
             )
         con.register("__hw_empty_source", schema.empty_table())

@@ -13,7 +13,12 @@ import os
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.connectors.base import Scan
-from headwater.connectors.files.inspect import check_recorded, header_only_error, inspect_files
+from headwater.connectors.files.inspect import (
+    changed_kinds,
+    check_values,
+    header_only_error,
+    inspect_files,
+)
 from headwater.errors import DefinitionError
 from headwater.sql import quote_ident as q
 from headwater.sql import sql_literal
@@ -56,9 +61,11 @@ class FileConnector:
         options.update(self.source.options)
         return options
 
-    def _call(self, target: str | list[str]) -> str:
-        """The table function reading ``target``, with the declared column types applied."""
-        args = ", ".join(f"{key} = {sql_literal(v)}" for key, v in self._options().items())
+    def _call(self, target: str | list[str], *, filename: bool = False) -> str:
+        """The table function reading ``target``, with the declared column types applied
+        (and each row's file in a ``filename`` column when asked)."""
+        options = self._options() | ({"filename": True} if filename else {})
+        args = ", ".join(f"{key} = {sql_literal(v)}" for key, v in options.items())
         call = f"{_READERS[self.source.format or '']}({sql_literal(target)}, {args})"
         if not self.source.columns:
             return call
@@ -68,11 +75,13 @@ class FileConnector:
         )
         return f"(SELECT * REPLACE ({casts}) FROM {call})"
 
-    def _plan(self, con: duckdb.DuckDBPyConnection) -> tuple[str | None, list[str]]:
+    def _plan(
+        self, con: duckdb.DuckDBPyConnection, *, filename: bool = False
+    ) -> tuple[str | None, list[str]]:
         """The relation to read (``None`` when the source has no rows) and the empty files."""
         location = self.location
         if "://" in location:
-            return self._call(location), []  # remote: read as it is
+            return self._call(location, filename=filename), []  # remote: read as it is
         files = sorted(glob.glob(location, recursive=True))
         if not files:
             return None, []
@@ -88,7 +97,8 @@ class FileConnector:
         self._types = found.types
         if not found.files:
             return None, found.empty
-        return self._call(found.files if found.empty else location), found.empty
+        target = found.files if found.empty else location
+        return self._call(target, filename=filename), found.empty
 
     def relation(self) -> str:
         import duckdb
@@ -156,11 +166,29 @@ class FileConnector:
             raise header_only_error(self.source.name, csvs[0], str(self.project.root), unknown)
         return self._call(csvs)
 
-    def check_recorded(self, recorded: pa.Schema) -> None:
-        """After a scan: under ``schema_mode='evolve'``, refuse a column whose type changed
-        kind since ``apply``, naming the file (the other modes convert or stop on their own)."""
-        if self.source.schema_mode == "evolve":
-            check_recorded(self.source.name, self._types, recorded, str(self.project.root))
+    def changed_kinds(self, recorded: pa.Schema) -> list[str]:
+        """After a scan: columns whose type changed kind since ``apply`` (a number then, text
+        now), under ``schema_mode='evolve'`` (the other modes convert or stop on their own)."""
+        if self.source.schema_mode != "evolve":
+            return []
+        return changed_kinds(self._types, recorded)
+
+    def check_values(
+        self, con: duckdb.DuckDBPyConnection, recorded: pa.Schema, columns: list[str]
+    ) -> None:
+        """Refuse a value of ``columns`` that does not convert to its recorded type, naming the
+        file it is in (called when the view already stores rows of the recorded type)."""
+        relation, _ = self._plan(con, filename=True)
+        if relation is None:
+            return
+        check_values(
+            con,
+            source=self.source.name,
+            relation=relation,
+            recorded=recorded,
+            columns=columns,
+            root=str(self.project.root),
+        )
 
     def scan(self, con: duckdb.DuckDBPyConnection, *, checkpoint: Any = None) -> Scan:
         relation, _ = self._plan(con)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import DefinitionError
+from headwater.sql import quote_ident as q
 from headwater.sql import sql_literal
 
 if TYPE_CHECKING:
@@ -114,28 +115,51 @@ def inspect_files(
     return Inspection(files=kept, empty=empty, types=types)
 
 
-def check_recorded(
-    source: str, types: dict[str, tuple[str, str]], recorded: pa.Schema, root: str
-) -> None:
-    """Under ``schema_mode='evolve'``, a column whose type changed kind since ``apply`` (a
-    number now text) cannot be written beside the rows already stored: say which file has it.
-    (The other modes convert to the recorded type or stop on their own.)
-
-    Raises:
-        DefinitionError: naming the column, the file, the recorded type and the fixes.
-    """
+def changed_kinds(types: dict[str, tuple[str, str]], recorded: pa.Schema) -> list[str]:
+    """Columns whose type changed kind since ``apply`` (a number then, text now)."""
+    changed = []
     for field in recorded:
         found = types.get(field.name)
         if found is None:
             continue
         before, now = _arrow_family(field.type), _family(found[0])
         if before in _COMPARABLE and now in _COMPARABLE and before != now:
+            changed.append(field.name)
+    return changed
+
+
+def check_values(
+    con: DuckDBPyConnection,
+    *,
+    source: str,
+    relation: str,
+    recorded: pa.Schema,
+    columns: list[str],
+    root: str,
+) -> None:
+    """A value of ``columns`` that does not convert back to its type recorded at ``apply``
+    could not be stored beside the view's rows: name the file, the column and the value.
+
+    Raises:
+        DefinitionError: the first such value found.
+    """
+    for column in columns:
+        type_ = recorded.field(column).type
+        target = {"number": "DOUBLE", "time": "TIMESTAMPTZ"}.get(_arrow_family(type_))
+        if target is None:
+            continue  # anything converts to text
+        found = con.execute(
+            f"SELECT filename, CAST({q(column)} AS VARCHAR) FROM {relation} "
+            f"WHERE {q(column)} IS NOT NULL AND TRY_CAST({q(column)} AS {target}) IS NULL LIMIT 1"
+        ).fetchall()
+        if found:
+            path, value = found[0]
             raise DefinitionError(
-                f"source {source!r}: column {field.name!r} is {found[0]} in "
-                f"{_shown(found[1], root)} but was {field.type} at apply",
-                fix=f"repair the file, or read the column as {found[0]} elsewhere too: "
-                f"FileSource(..., columns={{{field.name!r}: ...}}) casts it in every file "
-                "(a value that does not convert then fails the run, naming the value)",
+                f"source {source!r}: column {column!r} was {type_} at apply, but "
+                f"{_shown(str(path), root)} has {value!r}, which is not one, and the view's "
+                "stored rows cannot take it",
+                fix="repair the file (schema_mode='discard_row' on the source sets such "
+                "values aside)",
             )
 
 
