@@ -48,7 +48,8 @@ def print_json(document: Any) -> None:
 
 
 def text(value: Any) -> str:
-    """A value as a table shows it: ``∅`` for null, times without their microseconds' noise."""
+    """A value as a table shows it, whole: ``∅`` for null, times in ISO 8601 with a space,
+    lists and dicts as JSON."""
     if value is None:
         return _UNSET
     if isinstance(value, datetime):
