@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from headwater.cli.app import Json, Repo, app, errors, make_console, open_store
-from headwater.cli.output import Cell, print_json, print_table, text
+from headwater.cli.output import Cell, print_fields, print_json, print_table, text
 
 ViewName = Annotated[str, typer.Argument(metavar="VIEW", help="A feature view.")]
 Limit = Annotated[int, typer.Option("--limit", "-n", metavar="N", min=1, help="Most rows shown.")]
@@ -85,12 +85,16 @@ def describe(view: ViewName, repo: Repo = Path("."), as_json: Json = False) -> N
     ]
     if definition.description:
         fields.append(("description", definition.description))
+    if source.schema_mode != "evolve":
+        fields.append(("schema_mode", source.schema_mode))
+    for check in source.checks:
+        fields.append(("source check", f"{check.name} ({check.severity})"))
     for check in definition.checks:
-        fields.append(("check", repr(check)))
+        fields.append(("check", f"{check.name} ({check.severity})"))
     for step in definition.transforms:
         fields.append(("transform", repr(step)))
     console = make_console()
-    print_table(("field", "value"), [list(f) for f in fields], console=console)
+    print_fields(fields, console=console)
     features = definition.projections or {a.name: repr(a) for a in definition.aggregations}
     types = dict(columns)
     print_table(

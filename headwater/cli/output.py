@@ -84,6 +84,25 @@ def print_table(
         _draw_vertical(console, columns, rows, title)
 
 
+def print_fields(fields: Sequence[tuple[str, Cell]], *, console: Any = None) -> None:
+    """Print ``label  value`` lines (one record): aligned on a terminal, long values wrapped
+    onto the next lines, never cut; ``label<TAB>value`` lines when piped."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = console or Console(highlight=False)
+    if not console.is_terminal:
+        typer.echo("\n".join(f"{_tsv(name)}\t{_tsv(_plain(cell))}" for name, cell in fields))
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for name, cell in fields:
+        grid.add_row(name, _rich(cell, Text))
+    console.print(grid)
+
+
 def _draw_table(
     console: Any,
     columns: Sequence[str],
