@@ -147,3 +147,12 @@ def test_a_type_changed_since_apply_names_the_file(tmp_path: Path) -> None:
     write_parquet(tmp_path, "data/a.parquet", orders(pa.array([4.0, 3.0])))  # repaired
     code, output = headwater("run", "--repo", tmp_path)
     assert code == 0, output
+
+
+def test_declared_column_types_are_type_names_only() -> None:
+    from headwater import FileSource
+    from headwater.errors import DefinitionError
+
+    FileSource("ok", path="x.csv", timestamp_field="ts", columns={"a": "DECIMAL(10, 2)"})
+    with pytest.raises(DefinitionError, match=r"columns\['a'\] = 'DOUBLE\) AS a; COPY"):
+        FileSource("bad", path="x.csv", timestamp_field="ts", columns={"a": "DOUBLE) AS a; COPY"})
