@@ -8,7 +8,10 @@ from __future__ import annotations
 from headwater.cli import project  # noqa: F401  (registers init, quickstart)
 
 # isort: split
-from headwater.cli import pipeline, reading, serving  # noqa: F401  (register the rest)
+from headwater.cli import pipeline, reading  # noqa: F401  (apply … materialize; get … quality)
+
+# isort: split
+from headwater.cli import catalog, serving  # noqa: F401  (views … quarantine; serve)
 from headwater.cli.app import app
 
 

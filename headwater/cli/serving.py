@@ -13,11 +13,14 @@ from headwater.cli.app import Repo, app, errors, open_store
 @app.command()
 def serve(
     repo: Repo = Path("."),
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 6566,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 6566,
     token_env: Annotated[
         str | None,
-        typer.Option(help="Name of an environment variable holding a bearer token to require."),
+        typer.Option(
+            metavar="VAR",
+            help="Name of an environment variable holding a bearer token to require.",
+        ),
     ] = None,
 ) -> None:
     """Serve online features over HTTP, with /metrics and a dashboard at /."""
