@@ -3,11 +3,18 @@
 Generates users (a CSV of profiles with corrections), orders (a SQLite table, or a PostgreSQL
 table when ``--postgres DSN`` is given) and click events (hive-partitioned Parquet), then
 applies, runs, materializes, prints online features and writes a point-in-time training set.
+
+The project is named after its folder (so two demos never share Redis keys or registry rows).
+In PostgreSQL the demo only ever touches its own schema, ``headwater_demo_<name>``: refused
+when it exists unless ``force``. A quickstart that fails removes what it made (the folder's
+contents and the schema it created), so it can simply be run again.
 """
 
 from __future__ import annotations
 
 import random
+import re
+import shutil
 import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
@@ -55,7 +62,7 @@ SQLITE_ORDERS = (
     '                      primary_key=["order_id"])'
 )
 POSTGRES_ORDERS = (
-    'PostgresSource("orders", connection="app_db", table="public.orders",\n'
+    'PostgresSource("orders", connection="app_db", table="{schema}.orders",\n'
     '                        timestamp_field="created_at", cursor_field="updated_at",\n'
     '                        primary_key=["order_id"])'
 )
@@ -63,24 +70,86 @@ COUNTRIES = ["fr", "de", "us", "gb", "es", "it", "nl", "se"]
 PAGES = 200
 
 
+def project_name(directory: Path) -> str:
+    """The project name of a demo in ``directory``: the folder's name, made a valid name."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", directory.resolve().name) or "demo"
+    return name if re.match(r"[A-Za-z_]", name) else f"demo_{name}"
+
+
+def demo_schema(name: str) -> str:
+    """The PostgreSQL schema of the demo project ``name`` (a plain, unquoted identifier)."""
+    return f"headwater_demo_{re.sub(r'[^a-z0-9_]', '_', name.lower())}"[:63]
+
+
 def run_quickstart(
-    directory: Path, *, users: int, days: int, console: Any, postgres: str | None = None
+    directory: Path,
+    *,
+    users: int,
+    days: int,
+    console: Any,
+    postgres: str | None = None,
+    force: bool = False,
 ) -> None:
-    """Create the demo project in ``directory`` and run it end to end."""
+    """Create the demo project in ``directory`` and run it end to end.
+
+    Raises:
+        HeadwaterError: ``directory`` is not empty, the demo schema exists (without ``force``),
+            or a step failed; whatever this call made is removed first.
+    """
+    if users < 1:
+        raise HeadwaterError(f"--users {users}: must be at least 1", fix="pass --users 1000")
+    if days < 1:
+        raise HeadwaterError(f"--days {days}: must be at least 1", fix="pass --days 14")
+    if directory.exists() and any(directory.iterdir()):
+        raise HeadwaterError(
+            f"{directory} exists and is not empty", fix="pick a new folder, e.g. demo2"
+        )
+    existed = directory.exists()
+    made_schema: list[str] = []
+    try:
+        _build(
+            directory,
+            users=users,
+            days=days,
+            console=console,
+            postgres=postgres,
+            force=force,
+            made_schema=made_schema,
+        )
+    except BaseException:
+        # Leave nothing half-made behind: the rerun must not be blocked by it.
+        if existed:
+            for child in directory.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        if postgres and made_schema:
+            _drop_schema(postgres, made_schema[0])
+        raise
+
+
+def _build(
+    directory: Path,
+    *,
+    users: int,
+    days: int,
+    console: Any,
+    postgres: str | None,
+    force: bool,
+    made_schema: list[str],
+) -> None:
     from headwater.feature_store import FeatureStore
     from headwater.observability import configure_logging
 
     configure_logging()
     started = time.perf_counter()
-    if directory.exists() and any(directory.iterdir()):
-        raise HeadwaterError(
-            f"{directory} exists and is not empty", fix="pick a new folder, e.g. demo2"
-        )
     rng = random.Random(42)
     now = datetime.now(UTC).replace(microsecond=0)
     data = directory / "data"
     data.mkdir(parents=True)
-    config = "project: demo\n"
+    name = project_name(directory)
+    schema = demo_schema(name)
+    config = f"project: {name}\n"
     if postgres:
         config += f'connections:\n  app_db: {{type: postgres, dsn: "{postgres}"}}\n'
     (directory / "headwater.yaml").write_text(config)
@@ -88,14 +157,17 @@ def run_quickstart(
     (directory / "shop.py").write_text(
         DEFINITIONS.format(
             orders_kind=orders_kind,
-            orders_source=POSTGRES_ORDERS if postgres else SQLITE_ORDERS,
+            orders_source=POSTGRES_ORDERS.format(schema=schema) if postgres else SQLITE_ORDERS,
         )
     )
-    console.print(f"[bold]headwater quickstart[/] → {directory}")
-    counts = _generate(data, rng, now, users=users, days=days, postgres=postgres)
+    console.print(f"[bold]headwater quickstart[/] → {directory} (project {name})")
+    if postgres:
+        _create_schema(postgres, schema, force=force)
+        made_schema.append(schema)
+    counts = _generate(data, rng, now, users=users, days=days, postgres=postgres, schema=schema)
     console.print(
         f"generated {users} users, {counts['orders']} orders, {counts['clicks']} clicks "
-        f"over {days} days"
+        f"over {days} days" + (f" (orders in PostgreSQL schema {schema})" if postgres else "")
     )
 
     store = FeatureStore(directory)
@@ -130,6 +202,7 @@ def _generate(
     users: int,
     days: int,
     postgres: str | None,
+    schema: str,
 ) -> dict[str, int]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -170,7 +243,7 @@ def _generate(
             )
         )
     if postgres:
-        _orders_to_postgres(postgres, orders)
+        _orders_to_postgres(postgres, schema, orders)
     else:
         _orders_to_sqlite(data / "shop.db", orders)
 
@@ -213,7 +286,7 @@ def _orders_to_sqlite(path: Path, orders: list[tuple[Any, ...]]) -> None:
     conn.close()
 
 
-def _orders_to_postgres(dsn: str, orders: list[tuple[Any, ...]]) -> None:
+def _connect(dsn: str) -> Any:
     from headwater.errors import ConnectionFailed, MissingDependency
     from headwater.observability import redact
 
@@ -222,29 +295,66 @@ def _orders_to_postgres(dsn: str, orders: list[tuple[Any, ...]]) -> None:
     except ImportError as exc:
         raise MissingDependency("psycopg", "postgres") from exc
     try:
-        conn = psycopg.connect(dsn, autocommit=False)
+        return psycopg.connect(dsn, autocommit=False)
     except psycopg.OperationalError as exc:
         raise ConnectionFailed(
             f"quickstart: cannot connect to PostgreSQL at {redact(dsn)}: "
             f"{str(exc).strip().splitlines()[-1]}",
             fix="check --postgres",
         ) from None
-    with conn:
-        conn.execute("DROP TABLE IF EXISTS public.orders")
+
+
+def _create_schema(dsn: str, schema: str, *, force: bool) -> None:
+    """Create the demo's own schema; an existing one is refused unless ``force``."""
+    from psycopg import sql
+
+    with _connect(dsn) as conn:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+        if found and not force:
+            raise HeadwaterError(
+                f"quickstart: the PostgreSQL schema {schema} already exists (an earlier demo "
+                "of this name)",
+                fix="pass --force to replace it, or pick another folder name",
+            )
+        if found:
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+
+
+def _drop_schema(dsn: str, schema: str) -> None:
+    """Remove the schema a failed quickstart created (best effort: the error that made it
+    fail is the one to report)."""
+    import contextlib
+
+    from psycopg import sql
+
+    with contextlib.suppress(Exception), _connect(dsn) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def _orders_to_postgres(dsn: str, schema: str, orders: list[tuple[Any, ...]]) -> None:
+    """The orders table, in the demo's own schema (never a table of the user's)."""
+    from psycopg import sql
+
+    table = sql.Identifier(schema, "orders")
+    with _connect(dsn) as conn:
         conn.execute(
-            "CREATE TABLE public.orders (order_id bigint PRIMARY KEY, user_id bigint, "
-            "amount numeric(10,2), status text, created_at timestamptz, updated_at timestamptz)"
+            sql.SQL(
+                "CREATE TABLE {} (order_id bigint PRIMARY KEY, user_id bigint, "
+                "amount numeric(10,2), status text, created_at timestamptz, "
+                "updated_at timestamptz)"
+            ).format(table)
         )
         with (
             conn.cursor() as cur,
             cur.copy(
-                "COPY public.orders (order_id, user_id, amount, status, created_at, updated_at) "
-                "FROM STDIN"
+                sql.SQL(
+                    "COPY {} (order_id, user_id, amount, status, created_at, updated_at) FROM STDIN"
+                ).format(table)
             ) as copy,
         ):
             for order in orders:
                 copy.write_row(order)
-    conn.close()
 
 
 def _show_online(store: Any, console: Any) -> None:
