@@ -246,6 +246,17 @@ def _add_error_handlers(app: "FastAPI", metrics: ServerMetrics) -> None:
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if all(err["loc"][:1] == ("query",) for err in exc.errors()):
+            # A bad query parameter (``/api/runs?limit=abc``): 422, naming the parameter.
+            wrong = [
+                f"{'.'.join(str(p) for p in err['loc'][1:])}={err.get('input')!r}: {err['msg']}"
+                for err in exc.errors()
+            ]
+            body = {
+                "error": "invalid query parameter " + "; ".join(wrong),
+                "fix": f"correct it (the parameters of {request.url.path} are in docs/serving.md)",
+            }
+            return reply(request, 422, "RequestValidationError", body)
         problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         body = {
             "error": "invalid request: " + "; ".join(problems),
