@@ -9,7 +9,10 @@ register theirs::
 
 Built-ins come first: a plugin cannot replace one. Stores, registry backends and engines
 declare their ``headwater.yaml`` model as a ``config_model`` class attribute; a connection type
-is registered as its model itself.
+is registered as its model itself. An implementation that needs optional drivers names them in
+a ``REQUIRES`` class attribute (top-level module names, with ``EXTRA`` the extra that installs
+them): loading it checks they are installed, so a missing one is a one-line error naming the
+extra (``pip install 'headwater[postgres]'``) before any work starts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import difflib
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import ConfigError, MissingDependency
+from headwater.errors import ConfigError, missing_extra, require_modules
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -79,16 +82,6 @@ BUILTINS: dict[str, dict[str, str]] = {
 }
 """Every group: its entry-point group name and its built-in table."""
 
-# Optional drivers and the extra that installs them.
-_EXTRAS = {
-    "redis": "redis",
-    "psycopg": "postgres",
-    "psycopg_pool": "postgres",
-    "confluent_kafka": "kafka",
-    "boto3": "s3",
-    "pyspark": "spark",
-}
-
 
 def _installed(group: str) -> dict[str, EntryPoint]:
     """The entry points installed packages register in ``group`` (none is imported)."""
@@ -126,7 +119,11 @@ def load_plugin(group: str, name: str) -> Any:
     """
     target = BUILTINS[group].get(name)
     if target is not None:
-        return _import(target)
+        found_class = _import(target)
+        require_modules(
+            tuple(getattr(found_class, "REQUIRES", ())), getattr(found_class, "EXTRA", None)
+        )
+        return found_class
     found = _installed(group).get(name)
     if found is None:
         known = ", ".join(repr(n) for n in plugin_names(group))
@@ -151,8 +148,8 @@ def _import(target: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing in _EXTRAS:
-            raise MissingDependency(missing, _EXTRAS[missing]) from exc
+        missing = missing_extra(exc)
+        if missing is not None:
+            raise missing from exc
         raise
     return getattr(module, attr)
