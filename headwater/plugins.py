@@ -108,10 +108,12 @@ def did_you_mean(group: str, name: str) -> str:
     return f", did you mean {close[0]!r}?" if close else ""
 
 
-def load_plugin(group: str, name: str) -> Any:
+def load_plugin(group: str, name: str, *, check_requires: bool = True) -> Any:
     """Return the class (or model) registered as ``name`` in ``group``.
 
-    Built-ins are tried first, then the entry points of installed packages.
+    Built-ins are tried first, then the entry points of installed packages. With
+    ``check_requires`` (to open it, not merely to read its configuration model), the optional
+    modules a built-in lists in ``REQUIRES`` must be installed.
 
     Raises:
         ConfigError: no implementation has that name, or a plugin's module does not import.
@@ -120,9 +122,10 @@ def load_plugin(group: str, name: str) -> Any:
     target = BUILTINS[group].get(name)
     if target is not None:
         found_class = _import(target)
-        require_modules(
-            tuple(getattr(found_class, "REQUIRES", ())), getattr(found_class, "EXTRA", None)
-        )
+        if check_requires:
+            require_modules(
+                tuple(getattr(found_class, "REQUIRES", ())), getattr(found_class, "EXTRA", None)
+            )
         return found_class
     found = _installed(group).get(name)
     if found is None:

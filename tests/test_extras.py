@@ -71,7 +71,7 @@ FILE_SOURCE = 'FileSource("f", path="data/f.parquet", timestamp_field="ts")'
         ("adbc_driver_postgresql", PG, PG_SOURCE, "apply", "postgres"),
         ("confluent_kafka", KAFKA, KAFKA_SOURCE, "apply", "kafka"),
         ("redis", "online_store: {type: redis, url: 'redis://127.0.0.1:1'}\n", FILE_SOURCE,
-         "status", "redis"),
+         "get v:a --entity user_id=1", "redis"),
         ("psycopg", "registry: {type: postgres, dsn: 'postgresql://postgres@127.0.0.1:1/x'}\n",
          FILE_SOURCE, "status", "postgres"),
     ],
@@ -80,7 +80,17 @@ def test_a_missing_driver_names_its_extra(
     tmp_path: Path, hide: str, config: str, source: str, command: str, extra: str
 ) -> None:
     root = _project(tmp_path, config, source)
-    result = run("", tmp_path, hide, command, "--repo", str(root), module=True)
+    if command.startswith("get"):  # a project that applies and runs; the driver is needed later
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        (root / "data").mkdir()
+        pq.write_table(
+            pa.table({"user_id": [1], "x": [2.0], "ts": [0]}), root / "data" / "f.parquet"
+        )
+        for step in ("apply", "run"):
+            assert run("", tmp_path, "", step, "--repo", str(root), module=True).returncode == 0
+    result = run("", tmp_path, hide, *command.split(), "--repo", str(root), module=True)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output

@@ -119,7 +119,7 @@ def plugin_model(group: str, name: str) -> type[PluginConfig]:
         ConfigError: ``name`` is not registered, or its implementation declares no model
             derived from the group's base class.
     """
-    found = load_plugin(group, name)
+    found = load_plugin(group, name, check_requires=False)  # reading a model needs no driver
     is_model = isinstance(found, type) and issubclass(found, BaseModel)
     model = found if is_model else getattr(found, "config_model", None)
     base = _BASES[group]
