@@ -363,7 +363,15 @@ class FeatureStore:
         """Recorded check results: of the last ``runs`` runs of ``view`` (of every view when
         ``None``), or of one run by ``run_id``."""
         if run_id is not None:
-            return self.registry.check_results(run_id=run_id)
+            found_ids = self.registry.match_run_ids(run_id) if run_id else []
+            if len(found_ids) != 1:
+                raise NotFound(
+                    f"--run {run_id!r}: "
+                    + ("no run has this id" if not found_ids else "more than one run id starts so"),
+                    fix="pass a run id shown by `headwater quality` or the dashboard "
+                    "(a unique prefix of one is enough)",
+                )
+            return self.registry.check_results(run_id=found_ids[0])
         names = [self.view(view).name] if view else sorted(self.definitions.views)
         found: list[CheckRecord] = []
         for name in names:

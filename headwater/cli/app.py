@@ -63,18 +63,32 @@ def errors() -> Iterator[None]:
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
-    except Exception as exc:
-        # Not an error headwater raises on purpose: still one line, with a way to see more.
-        import os
+    except ModuleNotFoundError as exc:
+        # An optional driver imported deep in a code path: still name the extra.
+        from headwater.errors import missing_extra
 
-        if os.environ.get("HEADWATER_DEBUG"):
-            raise
-        typer.echo(
-            f"error: unexpected {type(exc).__name__}: {one_line(str(exc), first=True)} — fix: "
-            "rerun with HEADWATER_DEBUG=1 to see the traceback",
-            err=True,
-        )
+        missing = missing_extra(exc)
+        if missing is None:
+            raise _unexpected(exc) from None
+        typer.echo(f"error: {one_line(str(missing))}", err=True)
         raise typer.Exit(1) from None
+    except Exception as exc:
+        raise _unexpected(exc) from None
+
+
+def _unexpected(exc: Exception) -> BaseException:
+    """Not an error headwater raises on purpose: still one line, with a way to see more (the
+    traceback itself under ``HEADWATER_DEBUG=1``)."""
+    import os
+
+    if os.environ.get("HEADWATER_DEBUG"):
+        return exc
+    typer.echo(
+        f"error: unexpected {type(exc).__name__}: {one_line(str(exc), first=True)} — fix: "
+        "rerun with HEADWATER_DEBUG=1 to see the traceback",
+        err=True,
+    )
+    return typer.Exit(1)
 
 
 def one_line(text: str, *, first: bool = False) -> str:

@@ -36,12 +36,24 @@ def quickstart(
     postgres: Annotated[
         str | None,
         typer.Option(
-            metavar="DSN", help="Put the orders table in this PostgreSQL database (a DSN)."
+            metavar="DSN",
+            help="Put the orders table in this PostgreSQL database (a DSN), in the demo's own "
+            "schema headwater_demo_<folder name>; no other table is touched.",
         ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace the demo's PostgreSQL schema if it exists.")
+    ] = False,
 ) -> None:
     """Create a demo shop project with generated data, then run it end to end."""
     from headwater.cli.quickstart import run_quickstart
 
     with errors():
-        run_quickstart(directory, users=users, days=days, console=make_console(), postgres=postgres)
+        run_quickstart(
+            directory,
+            users=users,
+            days=days,
+            console=make_console(),
+            postgres=postgres,
+            force=force,
+        )

@@ -113,8 +113,15 @@ def history(
         bool, typer.Option("--full-names", help="Name columns view__feature.")
     ] = False,
 ) -> None:
-    """Write a point-in-time correct training set."""
+    """Write a point-in-time correct training set (.parquet or .csv)."""
+    from headwater.errors import ConfigError
+
     with errors():
+        if output.suffix.lower() not in _OUTPUT_SUFFIXES:
+            raise ConfigError(
+                f"--output {output}: cannot write {output.suffix or 'a file without an extension'}",
+                fix="name a .parquet or .csv file",
+            )
         store = open_store(repo)
         names = [name for item in features for name in item.split(",") if name]
         table = store.get_historical_features(
@@ -123,6 +130,10 @@ def history(
         store.close()
         _write_table(table, output)
     typer.echo(f"wrote {table.num_rows} rows to {output}")
+
+
+_OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+"""The training-set files ``history --output`` writes."""
 
 
 def _write_table(table: Any, path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from headwater.errors import DefinitionError
+from headwater.errors import DefinitionError, HeadwaterError
 from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class OnlineResponse:
         return result
 
     def to_pandas(self) -> object:
-        return self._table.to_pandas()
+        return _to_pandas(self._table)
 
     def __repr__(self) -> str:
         return f"OnlineResponse({self._table.num_rows} rows, {self._table.column_names})"
@@ -166,11 +166,16 @@ class RetrievalJob:
         return self._table
 
     def to_pandas(self) -> object:
-        return self._table.to_pandas()
+        return _to_pandas(self._table)
 
     def to_polars(self) -> object:
-        import polars as pl
-
+        try:
+            import polars as pl
+        except ModuleNotFoundError:
+            raise HeadwaterError(
+                "to_polars() needs polars, which is not installed",
+                fix="pip install polars, or use .to_arrow()",
+            ) from None
         return pl.from_arrow(self._table)
 
     def __repr__(self) -> str:
@@ -196,3 +201,15 @@ def to_arrow_table(data: object) -> pa.Table:
         f"cannot read an entity dataframe of type {type(data).__name__}",
         fix="pass a pandas or polars DataFrame, a pyarrow Table or a dict of columns",
     )
+
+
+def _to_pandas(table: pa.Table) -> object:
+    """``table`` as a pandas DataFrame; pandas is not a dependency of headwater."""
+    try:
+        import pandas  # noqa: F401  (only to tell a missing pandas from another error)
+    except ModuleNotFoundError:
+        raise HeadwaterError(
+            "to_pandas() needs pandas, which is not installed",
+            fix="pip install pandas, or use .to_arrow()",
+        ) from None
+    return table.to_pandas()
