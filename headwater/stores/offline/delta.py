@@ -462,15 +462,19 @@ def _without_tombstones(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def _storable(batch: pa.RecordBatch, stored: pa.Schema) -> pa.RecordBatch:
     """``batch`` cast to ``stored`` (:func:`_storable_field`'s types) as DuckDB's casts of
-    :func:`_storable_sql` do: finer timestamps truncated to microseconds, integers checked."""
+    :func:`_storable_sql` do: finer timestamps rounded up to microseconds (a time never moves
+    earlier, decision 26), integers checked."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     if batch.schema.equals(stored):
         return batch
-    columns = [
-        batch.column(i).cast(field.type, safe=not pa.types.is_timestamp(field.type))
-        for i, field in enumerate(stored)
-    ]
+    columns = []
+    for i, field in enumerate(stored):
+        column = batch.column(i)
+        if pa.types.is_timestamp(column.type) and column.type.unit == "ns":
+            column = pc.ceil_temporal(column, unit="microsecond")
+        columns.append(column.cast(field.type, safe=not pa.types.is_timestamp(field.type)))
     return pa.RecordBatch.from_arrays(columns, schema=stored)
 
 
@@ -523,10 +527,17 @@ def _storable_field(field: pa.Field) -> pa.Field:
 
 def _storable_sql(field: pa.Field) -> str:
     """The SELECT item writing ``field`` as Delta Lake stores it (as delta-rs's writer casts):
-    timestamps in microseconds, unsigned integers as signed ones of the same width."""
+    timestamps in microseconds (nanoseconds rounded up), unsigned integers as signed ones of
+    the same width."""
     import pyarrow as pa
 
     kind, name = field.type, q(field.name)
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        # Rounded up to the microsecond (DuckDB's cast rounds to the nearest, maybe down).
+        minus = f"(-epoch_ns({name}))"
+        floor = f"(({minus} - ((({minus} % 1000) + 1000) % 1000)) // 1000)"
+        make = "make_timestamptz" if kind.tz else "make_timestamp"
+        return f"{make}(-{floor}) AS {name}"
     if pa.types.is_timestamp(kind) and kind.unit != "us":
         return f"CAST({name} AS {'TIMESTAMPTZ' if kind.tz else 'TIMESTAMP'}) AS {name}"
     if pa.types.is_unsigned_integer(kind):
