@@ -46,6 +46,8 @@ def coerce_key(value: Any, *, key: str, type: pa.DataType, view: str | None = No
     """
     if value is None:
         return None
+    if type_module(value) == "numpy":  # a NumPy scalar, e.g. from a pandas column
+        value = value.item()
     try:
         return _coerce(value, type)
     except _Refused as refused:
@@ -69,6 +71,11 @@ def coerce_rows(
                 fixed[key] = coerce_key(fixed[key], key=key, type=type_, view=view)
         out.append(fixed)
     return out
+
+
+def type_module(value: Any) -> str:
+    """The top-level module of ``value``'s type (``numpy`` for NumPy scalars)."""
+    return type(value).__module__.split(".")[0]
 
 
 def online_entity_rows(
@@ -115,8 +122,14 @@ def coerce_table(table: pa.Table, key_types: dict[str, tuple[pa.DataType, str]])
         column = table.column(key)
         if column.type.equals(type_):
             continue
-        values = [coerce_key(v, key=key, type=type_, view=view) for v in column.to_pylist()]
         index = table.column_names.index(key)
+        if pa.types.is_integer(column.type) and pa.types.is_integer(type_):
+            try:  # the same rule, vectorised: Arrow's safe cast refuses values out of range
+                table = table.set_column(index, key, column.cast(type_, safe=True))
+                continue
+            except (pa.ArrowInvalid, OverflowError):
+                pass  # the loop below names the value
+        values = [coerce_key(v, key=key, type=type_, view=view) for v in column.to_pylist()]
         table = table.set_column(index, key, pa.array(values, type=type_))
     return table
 

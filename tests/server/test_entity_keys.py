@@ -130,3 +130,15 @@ def test_lossy_conversions_are_refused(value: Any, type_: pa.DataType) -> None:
     pattern = f"entity key 'k' is .*{re.escape(str(type_))}.*was given"
     with pytest.raises(InvalidEntityKey, match=pattern):
         coerce_key(value, key="k", type=type_)
+
+
+def test_numpy_scalars_and_narrower_integer_frames_are_accepted(store: FeatureStore) -> None:
+    import numpy as np
+
+    rows = [{"user_id": np.int64(1)}, {"user_id": np.int32(2)}]
+    assert store.get_online_features(FEATURES, rows).to_dict()["last_amount"] == [5.5, 7.25]
+    at = BASE + timedelta(days=1, hours=12)
+    frame = pa.table({"user_id": pa.array([1, 2], pa.int32()), "event_timestamp": [at, at]})
+    table = store.get_historical_features(frame, ["user_last_order:last_amount"]).to_arrow()
+    assert table.column("user_id").type == pa.int64()
+    assert table.column("last_amount").to_pylist() == [5.5, 7.25]
