@@ -354,6 +354,7 @@ class DeltaOfflineStore:
         from deltalake import write_deltalake
 
         check_write(name, keys, mode)
+        data = _microseconds(data)
         location = self.location(name)
         options = self.storage_options or None
         table = None if mode == "overwrite" else self._table(name)
@@ -476,6 +477,37 @@ def _storable(batch: pa.RecordBatch, stored: pa.Schema) -> pa.RecordBatch:
             column = pc.ceil_temporal(column, unit="microsecond")
         columns.append(column.cast(field.type, safe=not pa.types.is_timestamp(field.type)))
     return pa.RecordBatch.from_arrays(columns, schema=stored)
+
+
+def _microseconds(data: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``data`` with nanosecond timestamps rounded *up* to microseconds, Delta's precision
+    (delta-rs's writer truncates them, which would move a time earlier: decision 26)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = data.schema
+    fine = [
+        i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+    ]
+    if not fine:
+        return data
+    fields = [
+        f.with_type(pa.timestamp("us", tz=f.type.tz)) if i in fine else f
+        for i, f in enumerate(schema)
+    ]
+    target = pa.schema(fields, metadata=schema.metadata)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in data:
+            columns = [
+                pc.ceil_temporal(c, unit="microsecond").cast(target.field(i).type)
+                if i in fine
+                else c
+                for i, c in enumerate(batch.columns)
+            ]
+            yield pa.RecordBatch.from_arrays(columns, schema=target)
+
+    return pa.RecordBatchReader.from_batches(target, batches())
 
 
 def _remove_abandoned(parent: Path, view_name: str) -> None:
