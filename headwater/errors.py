@@ -26,6 +26,11 @@ class DefinitionError(HeadwaterError):
     """A feature view, source or entity definition is invalid."""
 
 
+class InvalidEntityKey(DefinitionError):
+    """An entity key value is not of the key's declared type and cannot become one without
+    losing something (``"abc"`` or ``"1.5"`` for an integer key, a number past its range)."""
+
+
 class ConnectionFailed(HeadwaterError):
     """A server (PostgreSQL, Redis, ...) could not be reached."""
 

@@ -86,3 +86,19 @@ def not_one_expression(expression: str) -> str | None:
         and not node.get("cte_map", {}).get("map")
     )
     return None if alone else f"{expression!r} is not one SQL expression (it ends a clause early)"
+
+
+def hash_sql(value: str, salt: str) -> str:
+    """DuckDB SQL of ``transforms.hash``: the hex SHA-256 of salt + the value as text (null
+    stays null). ``salt`` is SQL giving the salt — a parameter or a query, never its text."""
+    return f"sha256({salt} || CAST({value} AS VARCHAR))"
+
+
+def mask_sql(value: str, keep_last: str, char: str) -> str:
+    """DuckDB SQL of ``transforms.mask``: every character of the value (as text) but the last
+    ``keep_last`` replaced by ``char``; a value no longer than ``keep_last`` entirely."""
+    text = f"CAST({value} AS VARCHAR)"
+    return (
+        f"CASE WHEN length({text}) <= {keep_last} THEN repeat({char}, length({text})) "
+        f"ELSE repeat({char}, length({text}) - {keep_last}) || right({text}, {keep_last}) END"
+    )

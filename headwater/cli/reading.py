@@ -9,36 +9,11 @@ from typing import Annotated, Any
 import typer
 
 from headwater.cli.app import Json, Repo, Views, app, errors, make_console, open_store
+from headwater.cli.entities import parse_entity
 from headwater.cli.output import Cell, jsonable, print_json, print_table, text
 from headwater.cli.pipeline import run_with_progress
 
-
 # ---------------------------------------------------------------------- retrieval
-def _parse_value(text: str) -> Any:
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
-
-
-def _parse_entity(spec: str) -> dict[str, Any]:
-    from headwater.errors import DefinitionError
-
-    row: dict[str, Any] = {}
-    for part in spec.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise DefinitionError(
-                f"--entity {spec!r} is not of the form key=value[,key=value]",
-                fix="e.g. --entity user_id=1",
-            )
-        row[key.strip()] = _parse_value(value.strip())
-    return row
-
-
 _jsonable = jsonable
 
 
@@ -65,7 +40,7 @@ def get(
     """Read online feature values for one or more entities."""
     with errors():
         store = open_store(repo)
-        rows = [_parse_entity(spec) for spec in entity]
+        rows = [parse_entity(spec) for spec in entity]
         result = store.get_online_features(features, rows, full_feature_names=full_names).to_dict()
         store.close()
     if as_json:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from headwater.engines.windows import floormod_sql
 from headwater.errors import DefinitionError, HeadwaterError
 from headwater.sql import quote_ident as q
 
@@ -91,11 +92,24 @@ def point_in_time_join(
                 )
             feature_columns[(view.name, feature)] = f"{value} AS {q(out)}"
     select += [feature_columns[key] for key in (order or list(feature_columns))]
+    entity_ts = _entity_time_sql(timestamp_column, entity_table.schema.field(timestamp_column).type)
     sql = (
-        f"SELECT {', '.join(select)} FROM (SELECT *, CAST({q(timestamp_column)} AS TIMESTAMPTZ) "
+        f"SELECT {', '.join(select)} FROM (SELECT *, {entity_ts} "
         f"AS {ENTITY_TS} FROM __hw_entities) AS e {' '.join(joins)} ORDER BY e.{ROW_ID}"
     )
     return con.sql(sql).to_arrow_table()
+
+
+def _entity_time_sql(column: str, arrow_type: pa.DataType) -> str:
+    """An entity row's time as a ``TIMESTAMPTZ`` (microseconds): a nanosecond time is rounded
+    down (DuckDB's cast rounds to the nearest microsecond, which can move it later, onto a
+    feature row after it)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        ns = f"epoch_ns({q(column)})"
+        return f"make_timestamptz((({ns}) - {floormod_sql(ns, 1000)}) // 1000)"
+    return f"CAST({q(column)} AS TIMESTAMPTZ)"
 
 
 # ---------------------------------------------------------------------- feature references

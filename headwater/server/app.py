@@ -27,6 +27,7 @@ from headwater.errors import (
     ConnectionFailed,
     DefinitionError,
     HeadwaterError,
+    InvalidEntityKey,
     NotFound,
 )
 from headwater.observability import get_logger
@@ -197,6 +198,8 @@ def _status_code(error: HeadwaterError) -> int:
         return 401
     if isinstance(error, NotFound):
         return 404
+    if isinstance(error, InvalidEntityKey):
+        return 422
     if isinstance(error, DefinitionError):
         return 400
     if isinstance(error, ConnectionFailed):
