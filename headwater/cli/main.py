@@ -8,7 +8,13 @@ from __future__ import annotations
 from headwater.cli import project  # noqa: F401  (registers init, quickstart)
 
 # isort: split
-from headwater.cli import pipeline, reading, serving, versions  # noqa: F401  (the rest)
+from headwater.cli import pipeline, reading  # noqa: F401  (apply … materialize; get … quality)
+
+# isort: split
+from headwater.cli import catalog, serving  # noqa: F401  (views … quarantine; serve)
+
+# isort: split
+from headwater.cli import versions  # noqa: F401  (versions, prune)
 from headwater.cli.app import app
 
 
