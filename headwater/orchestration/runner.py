@@ -140,12 +140,14 @@ class Runner:
         step: Callable[[str], None],
     ) -> RunResult:
         connector = open_connector(view.source, self.project)
-        incremental = view.source.incremental and time_range is None
         # The table version written: a new one (changed definition, full refresh) is built
         # from a full read and switched to once complete (orchestration.versions).
         into = target(
             self.registry, self.offline, view, full_refresh=full_refresh, time_range=time_range
         )
+        if into.building:
+            time_range = None  # a build computes every period
+        incremental = view.source.incremental and time_range is None
         checkpoint = None
         if incremental and not full_refresh and not into.building:
             checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))

@@ -75,20 +75,17 @@ def target(
     time_range: tuple[int, int] | None,
 ) -> Target:
     """The table version a run of ``view`` writes (see the module docstring); a version to
-    build is emptied first, so a build never keeps rows of an earlier attempt.
-
-    Raises:
-        DefinitionError: a backfill of a view whose new version is not built yet.
-    """
+    build is emptied first, so a build never keeps rows of an earlier attempt. A backfill of a
+    view whose new version is not built yet builds it whole (every period, hence its own):
+    recomputing a period of the old definition would mix the two."""
     building = registry.building_version(view.name)
     if building is None and full_refresh and time_range is None:
         building = registry.start_version(view.name, fingerprint(view), "full refresh")
     if building is not None:
         if time_range is not None:
-            raise DefinitionError(
-                f"view {view.name!r}: table version {building.version} (a changed definition) "
-                "is not built yet, so a period of the old one cannot be recomputed",
-                fix=f"build it first: `headwater run {view.name}`",
+            log.warning(
+                "the view's new table version is not built yet: the backfill builds it whole",
+                extra={"fields": {"view": view.name, "version": building.version}},
             )
         offline.delete_view(building.table)
         offline.delete_view(landing_table(building.table))

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 import headwater
-from headwater.errors import DefinitionError, NotFound
+from headwater.errors import NotFound
 from tests.helpers import TS, offline_rows, write_parquet
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,8 +141,6 @@ def test_a_window_change_is_built_as_a_new_version_and_switched_to_atomically(
         assert training(store) == [(1, 15.0), (2, 7.0)]
         store.materialize()
         assert online(store) == [15.0, 7.0]
-        with pytest.raises(DefinitionError, match="not built yet"):
-            store.backfill(start=DAY, end=_at(0, day=5))
 
         store.run(full_refresh=True)
         assert [(v.version, v.status) for v in store.table_versions("user_orders")] == [
@@ -199,6 +197,26 @@ def test_a_ttl_change_does_not_change_rows_and_makes_no_version(tmp_path: Path) 
             (1, "active")
         ]
         assert served_rows(store) == DAILY
+
+
+def test_a_backfill_while_a_version_waits_builds_it_whole(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path, {"type": "sqlite", "path": "registry.db"}, {"type": "sqlite", "path": "o.db"}
+    )
+    with headwater.FeatureStore(project) as store:
+        store.apply()
+        store.run()
+    define(project, "1h")
+    with headwater.FeatureStore(project) as store:
+        store.apply()
+        # A period of one hour: the build computes them all (a period of the old definition
+        # beside rows of the new one would mix the two).
+        (result,) = store.backfill(start=_at(1), end=_at(2))
+        assert result.details["built"] and result.details["table_version"] == 2
+        assert served_rows(store) == HOURLY
+        (again,) = store.backfill(start=_at(1), end=_at(2))  # built: a period of version 2
+        assert not again.details["built"] and (again.inserted, again.updated) == (0, 0)
+        assert served_rows(store) == HOURLY
 
 
 @pytest.mark.parametrize("offline", ["delta", "parquet"])
