@@ -71,4 +71,4 @@ def test_readme_snippets_run(tmp_path: Path) -> None:
     assert "entity_df" not in api[1]
     printed = run(["-c", api[1]], demo, HEADWATER_TEST_HIDE="pandas").stdout
     assert "'visitors': [" in printed
-    assert "page_id: int64" in printed
+    assert "page_id: int32" in printed  # the key column in the type of the view's key
