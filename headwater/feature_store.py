@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
+    from headwater.definitions.changes import FieldChange
     from headwater.definitions.discovery import Definitions
     from headwater.engines.base import BatchEngine
     from headwater.engines.retrieval import OnlineResponse, RetrievalJob
@@ -35,16 +36,22 @@ if TYPE_CHECKING:
     from headwater.quality.gate import QualityReport
     from headwater.stores.offline.base import OfflineStore
     from headwater.stores.online.base import OnlineStore
-    from headwater.stores.registry import ApplyDiff, CheckRecord, Registry
+    from headwater.stores.registry import ApplyDiff, CheckRecord, Registry, TableVersion
 
 
 @dataclass
 class ApplyReport:
-    """What ``apply`` found and changed."""
+    """What ``apply`` found and changed.
+
+    ``fields`` holds the changed fields of each changed definition (``(kind, name)``), each
+    classified by whether it changes computed rows; ``diff.versions`` what that means for the
+    views' offline table versions.
+    """
 
     diff: ApplyDiff
     views: list[str]
     dry_run: bool
+    fields: dict[tuple[str, str], list[FieldChange]] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,14 +147,41 @@ class FeatureStore:
         specs = [e.to_spec() for e in defs.entities.values()]
         specs += [s.to_spec() for s in defs.sources.values()]
         specs += [v.to_spec() for v in defs.views.values()]
+        fields, rows = self._changes(specs)
         if dry_run:
-            return ApplyReport(self.registry.plan(specs), sorted(schemas), True)
-        diff = self.registry.apply(specs)
+            return ApplyReport(self.registry.plan(specs, rows), sorted(schemas), True, fields)
+        diff = self.registry.apply(specs, rows)
         for name, schema in schemas.items():
             self.registry.set_schema(name, schema)
         for name, schema in source_schemas.items():
             self.registry.set_source_schema(name, schema)  # the schema contracts' reference
-        return ApplyReport(diff, sorted(schemas), False)
+        return ApplyReport(diff, sorted(schemas), False, fields)
+
+    def _changes(
+        self, specs: list[dict[str, Any]]
+    ) -> tuple[dict[tuple[str, str], list[FieldChange]], dict[str, tuple[str | None, str]]]:
+        """The field-level changes of ``specs`` against the applied definitions, and per view
+        the rows fingerprints of its applied and its new definition."""
+        import json
+
+        from headwater.definitions.changes import field_changes, rows_fingerprint
+
+        applied = {(d.kind, d.name): d.spec for d in self.registry.definitions()}
+        fields: dict[tuple[str, str], list[FieldChange]] = {}
+        for spec in specs:
+            spec = json.loads(json.dumps(spec, default=str))  # as the registry gives it back
+            old = applied.get((spec["kind"], spec["name"]))
+            if old is not None and old != spec:
+                fields[(spec["kind"], spec["name"])] = field_changes(old, spec)
+        rows: dict[str, tuple[str | None, str]] = {}
+        for view in self.definitions.views.values():
+            old = applied.get(("feature_view", view.name))
+            old_source = None if old is None else applied.get((view.source.kind, old["source"]))
+            rows[view.name] = (
+                None if old is None else rows_fingerprint(old, old_source),
+                rows_fingerprint(view.to_spec(), view.source.to_spec()),
+            )
+        return fields, rows
 
     # ------------------------------------------------------------------ run / materialize
     def run(
@@ -321,18 +355,33 @@ class FeatureStore:
         features: list[str],
         *,
         full_feature_names: bool = False,
+        versions: Mapping[str, int] | None = None,
     ) -> RetrievalJob:
-        """A point-in-time correct training set for ``entity_df`` (keys + event_timestamp)."""
+        """A point-in-time correct training set for ``entity_df`` (keys + event_timestamp).
+
+        Rows come from each view's active table version; ``versions`` (``{"view": 1}``) picks
+        a kept earlier one instead, to reproduce a training set made before a definition
+        change (the features asked must exist in that version).
+        """
         from headwater.engines.base import FeatureRequest
         from headwater.engines.keys import coerce_table, key_types
         from headwater.engines.retrieval import RetrievalJob, resolve_refs, to_arrow_table
+        from headwater.orchestration.versions import version_table
 
         order = resolve_refs(features, self.definitions.views)
         grouped: dict[str, list[str]] = {}
         for view_name, feature in order:
             grouped.setdefault(view_name, []).append(feature)
+        pinned = dict(versions or {})
+        for name in pinned:
+            self.view(name)  # a known view
         requests = [
-            FeatureRequest(self.view(name), names, self.offline.dataset(name), self._schema(name))
+            FeatureRequest(
+                self.view(name),
+                names,
+                self.offline.dataset(version_table(self.registry, name, pinned.get(name))),
+                self._schema(name),
+            )
             for name, names in grouped.items()
         ]
         entities = coerce_table(
@@ -345,6 +394,36 @@ class FeatureStore:
             order=order,
         )
         return RetrievalJob(table)
+
+    # ------------------------------------------------------------------ table versions
+    def table_versions(self, view: str | None = None) -> list[TableVersion]:
+        """The recorded offline table versions (of one view), by view and version."""
+        return self.registry.table_versions(None if view is None else self.view(view).name)
+
+    def prune(self, *, keep: int = 0, dry_run: bool = False) -> list[TableVersion]:
+        """Remove old offline table versions: per view every retired version but the newest
+        ``keep``, and every abandoned one (their tables, then their records). The active
+        version and one being built are never removed. Returns what was (or, with
+        ``dry_run``, would be) removed."""
+        from headwater.errors import DefinitionError
+        from headwater.orchestration.versions import remove
+
+        if keep < 0:
+            raise DefinitionError(f"prune --keep {keep}: a count of versions cannot be negative")
+        chosen: list[TableVersion] = []
+        by_view: dict[str, list[TableVersion]] = {}
+        for version in self.registry.table_versions():
+            by_view.setdefault(version.view, []).append(version)
+        for versions in by_view.values():
+            retired = [v for v in versions if v.status == "retired"]
+            kept = retired[len(retired) - keep :] if keep else []
+            chosen += [v for v in versions if v.status == "abandoned"]
+            chosen += [v for v in retired if v not in kept]
+        chosen.sort(key=lambda v: (v.view, v.version))
+        if not dry_run:
+            for version in chosen:
+                remove(self.offline, self.registry, version)
+        return chosen
 
     # ------------------------------------------------------------------ data quality
     def check(
@@ -395,7 +474,7 @@ class FeatureStore:
         try:
             for view in self._select(None):
                 rows, latest = 0, None
-                dataset = self.offline.dataset(view.name)
+                dataset = self.offline.dataset(self.registry.serving_table(view.name))
                 if dataset is not None:
                     con.register("__hw_status", dataset)
                     table = con.sql(

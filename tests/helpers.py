@@ -58,8 +58,11 @@ def write_project(
 
 
 def offline_rows(store: Any, view: str, *, keep_storage: bool = False) -> list[dict[str, Any]]:
-    """The offline rows of ``view`` as sorted dicts (``_seq``/``event_date`` dropped by default)."""
-    dataset = store.offline.dataset(view)
+    """The offline rows of ``view`` as sorted dicts (``_seq``/``event_date`` dropped by default),
+    from its serving table version (a side table's name is read as it is)."""
+    registry = getattr(store, "registry", None)
+    table = view if registry is None else registry.serving_table(view)
+    dataset = store.offline.dataset(table)
     if dataset is None:
         return []
     table = dataset.to_table()

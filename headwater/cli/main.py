@@ -12,6 +12,9 @@ from headwater.cli import pipeline, reading  # noqa: F401  (apply … materializ
 
 # isort: split
 from headwater.cli import catalog, serving  # noqa: F401  (views … quarantine; serve)
+
+# isort: split
+from headwater.cli import versions  # noqa: F401  (versions, prune)
 from headwater.cli.app import app
 
 

@@ -1,4 +1,5 @@
-"""The pipeline commands: ``apply``, ``run``, ``backfill``, ``materialize``, ``stream``."""
+"""The pipeline commands: ``apply``, ``run``, ``backfill``, ``materialize``, ``stream``
+(``prune`` and the ``apply`` report: :mod:`headwater.cli.versions`)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,18 @@ def apply(
     repo: Repo = Path("."),
     dry_run: Annotated[bool, typer.Option(help="Show the diff, change nothing.")] = False,
 ) -> None:
-    """Validate definitions against their sources and record new versions."""
+    """Validate definitions against their sources and record new versions.
+
+    Each changed field is shown old → new, marked [rows] when it changes computed rows: such a
+    view gets a new offline table version, built by its next `headwater run` (the current one
+    serves until then).
+    """
+    from headwater.cli.versions import show_apply
+
     console = make_console()
     with errors():
         store = open_store(repo)
-        report = store.apply(dry_run=dry_run)
-        diff = report.diff
-        for kind, name in diff.added:
-            console.print(f"[green]+ {kind} {name}[/]")
-        for kind, name, version in diff.changed:
-            console.print(f"[yellow]~ {kind} {name} (version {version})[/]")
-        for kind, name in diff.removed:
-            console.print(f"[red]- {kind} {name}[/]")
-        if not diff.changes():
-            console.print("no changes")
-        suffix = " (dry run)" if dry_run else ""
-        console.print(f"{len(report.views)} feature views valid{suffix}")
+        show_apply(console, store.apply(dry_run=dry_run))
         store.close()
 
 
@@ -66,7 +63,11 @@ def run(
     views: Views = None,
     repo: Repo = Path("."),
     full_refresh: Annotated[
-        bool, typer.Option(help="Ignore cursors: re-read sources from the start.")
+        bool,
+        typer.Option(
+            help="Rebuild from the start of the sources into a new table version, which "
+            "replaces the current one once complete."
+        ),
     ] = False,
 ) -> None:
     """Compute feature views from their sources into the offline store."""

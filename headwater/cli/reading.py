@@ -87,8 +87,17 @@ def history(
     full_names: Annotated[
         bool, typer.Option("--full-names", help="Name columns view__feature.")
     ] = False,
+    table_version: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--table-version",
+            metavar="VIEW=N",
+            help="Read a kept table version of a view (reproduce an earlier training set).",
+        ),
+    ] = None,
 ) -> None:
     """Write a point-in-time correct training set (.parquet or .csv)."""
+    from headwater.cli.versions import parse_pins
     from headwater.errors import ConfigError
 
     with errors():
@@ -97,10 +106,11 @@ def history(
                 f"--output {output}: cannot write {output.suffix or 'a file without an extension'}",
                 fix="name a .parquet or .csv file",
             )
+        pins = parse_pins(table_version or [])
         store = open_store(repo)
         names = [name for item in features for name in item.split(",") if name]
         table = store.get_historical_features(
-            _read_table(entities), names, full_feature_names=full_names
+            _read_table(entities), names, full_feature_names=full_names, versions=pins
         ).to_arrow()
         store.close()
         _write_table(table, output)

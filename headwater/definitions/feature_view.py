@@ -14,6 +14,7 @@ Every output row has the entity's join keys, ``event_timestamp`` and the feature
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -246,6 +247,16 @@ class FeatureView:
         if self.transforms:  # absent otherwise, so specs of views without steps do not change
             spec["transforms"] = [t.to_spec() for t in self.transforms]
         return spec
+
+    def stored_as(self, table: str) -> FeatureView:
+        """This view under the name of its offline table ``table`` (a table version's, such as
+        ``user_orders__v2``): what the offline store writes and reads. The declaration's
+        checks are not run again (the name is one the store makes, not the user)."""
+        if table == self.name:
+            return self
+        renamed = copy.copy(self)
+        object.__setattr__(renamed, "name", table)  # frozen: set on the copy only
+        return renamed
 
     def __repr__(self) -> str:
         return (

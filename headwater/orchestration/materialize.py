@@ -7,6 +7,10 @@ it would skew online from offline. Incremental by default: the mark holds the gr
 reads rows changed since (``_seq`` above the mark) plus older rows whose time has come since
 ``until``. The online store's latest-row rule makes replays harmless. ``full_refresh`` clears
 the view's online data and reloads it from all history.
+
+Rows are read from the view's active table version (:mod:`headwater.orchestration.versions`).
+The mark records that version: after a switch to a new one, the next run clears the view's
+online data and reloads it from the new version, so no key of the old version stays online.
 """
 
 from __future__ import annotations
@@ -59,11 +63,15 @@ def materialize_view(
     if now_ms is None:
         now_ms = int(time.time() * 1000)
     with RecordedRun(registry, view.name, "materialize", {"full_refresh": full_refresh}) as run:
+        active = registry.serving_version(view.name)
+        version = 1 if active is None else active.version
         stored = None if full_refresh else registry.get_checkpoint(mark_checkpoint(view.name))
+        if stored is not None and stored.get("version", 1) != version:
+            full_refresh, stored = True, None  # a new table version: reload from it alone
         mark, until_ms = (-1, None) if stored is None else (stored["seq"], stored["until_ms"])
         if full_refresh:
             online.delete_view(view.name)
-        dataset = offline.dataset(view.name)
+        dataset = offline.dataset(view.name if active is None else active.table)
         entities, top = 0, mark
         if dataset is not None:
             con = engine.connect()
@@ -91,6 +99,8 @@ def materialize_view(
                     entities += online.write(view, pa.Table.from_batches([batch]))
             finally:
                 con.close()
-        registry.set_checkpoint(mark_checkpoint(view.name), {"seq": top, "until_ms": now_ms})
+        registry.set_checkpoint(
+            mark_checkpoint(view.name), {"seq": top, "until_ms": now_ms, "version": version}
+        )
         run.finish(rows_in=entities, rows_out=entities, details={"from_seq": mark, "to_seq": top})
     return MaterializeResult(view.name, run.run_id, entities, mark, top, run.seconds)

@@ -3,8 +3,9 @@
 Order of effects, which makes a crash at any point safe: (1) results are merged into the offline
 table, keyed by (join keys, event_timestamp), so a repeat writes nothing new; (2) then the
 landing table (below) is upserted; (3) only then is the source cursor committed to the
-registry. A crash between any two re-reads from the old cursor on the next run and converges to
-the same table.
+registry (when the run built a new table version of the view, together with the switch to it:
+:mod:`headwater.orchestration.versions`). A crash between any two re-reads from the old cursor
+on the next run and converges to the same table.
 
 Aggregations over incremental sources cannot be recomputed from the new rows alone, so such
 views keep a *landing* Delta table of the source's current rows (keyed by the primary key, at
@@ -27,6 +28,7 @@ from headwater.errors import DefinitionError, HeadwaterError, RunFailed
 from headwater.observability import get_logger
 from headwater.orchestration.fitting import fitted_statistics
 from headwater.orchestration.runs import RecordedRun, describe
+from headwater.orchestration.versions import finish, target
 from headwater.quality.gate import QualityGate, QualityReport
 from headwater.transforms.runtime import apply_transforms
 
@@ -138,15 +140,22 @@ class Runner:
         step: Callable[[str], None],
     ) -> RunResult:
         connector = open_connector(view.source, self.project)
+        # The table version written: a new one (changed definition, full refresh) is built
+        # from a full read and switched to once complete (orchestration.versions).
+        into = target(
+            self.registry, self.offline, view, full_refresh=full_refresh, time_range=time_range
+        )
+        if into.building:
+            time_range = None  # a build computes every period
         incremental = view.source.incremental and time_range is None
         checkpoint = None
-        if incremental and not full_refresh:
+        if incremental and not full_refresh and not into.building:
             checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
         landing: Landing | None = None
         if incremental and view.kind == "aggregation":
             from headwater.orchestration.landing import Landing
 
-            landing = Landing(self.offline, view)
+            landing = Landing(self.offline, into.view)
             if checkpoint is not None and not landing.exists():
                 # Without the source's current rows, windows cannot be recomputed from an
                 # increment: read the source in full again.
@@ -163,6 +172,7 @@ class Runner:
             run_id=run_id,
             registry=self.registry,
             offline=self.offline,
+            table=into.view.name,
         )
         scan = self._scan(con, connector, view, checkpoint)
         if (
@@ -174,7 +184,7 @@ class Runner:
         ):
             # Nothing needs the rows twice: compute from the stream as it comes.
             scan, seq, stats, rows_in, skipped = self._stream(
-                con, connector, scan, checkpoint, view, gate, time_range, run_id, step
+                con, connector, scan, checkpoint, view, gate, time_range, run_id, step, into.view
             )
         else:
             scan, relation = self._read(con, connector, checkpoint, view.name, run_id, scan)
@@ -195,7 +205,7 @@ class Runner:
             output = gate.output(output)  # view checks, before anything is written
             step(f"writing {view.name}")
             seq = self.registry.next_seq()
-            stats = self.offline.write(view, output, seq=seq)
+            stats = self.offline.write(into.view, output, seq=seq)
         if skipped:
             log.warning(
                 "rows without an event time or join key were left out",
@@ -209,11 +219,10 @@ class Runner:
             from headwater.connectors.sinks import deliver
 
             step(f"loading the sinks of {view.name}")
-            deliver(view, self.offline, self.project, seq=seq, run_id=run_id)
+            deliver(view, self.offline, self.project, seq=seq, run_id=run_id, table=into.view.name)
         gate.commit()  # quarantined rows, before the cursor moves past them
         new_checkpoint = scan.checkpoint() if incremental else None
-        if new_checkpoint is not None:
-            self.registry.set_checkpoint(cursor_checkpoint(view.name), new_checkpoint)
+        finish(self.registry, into, view.name, cursor_checkpoint(view.name), new_checkpoint)
         return RunResult(
             view=view.name,
             run_id=run_id,
@@ -225,7 +234,11 @@ class Runner:
             updated=stats.updated,
             deleted=stats.deleted,
             rows_quarantined=gate.rows_quarantined,
-            details={"checkpoint": new_checkpoint},
+            details={
+                "checkpoint": new_checkpoint,
+                "table_version": into.version,
+                "built": into.building,
+            },
         )
 
     def check(
@@ -342,6 +355,7 @@ class Runner:
         time_range: tuple[int, int] | None,
         run_id: str,
         step: Callable[[str], None],
+        into: FeatureView,
     ) -> tuple[Scan, int, WriteStats, int, int]:
         """Compute the view from a one-shot stream as it is read and write the result, with no
         copy of the rows read: ``(scan, seq, write stats, rows read, rows left out)``. The rows
@@ -366,7 +380,7 @@ class Runner:
                 output = gate.output(_after(scan, output))  # view checks, before any write
                 step(f"writing {view.name}")
                 seq = self.registry.next_seq()
-                stats = self.offline.write(view, output, seq=seq)
+                stats = self.offline.write(into, output, seq=seq)
                 return scan, seq, stats, tally.rows, tally.skipped
             except Exception as exc:
                 _read_again(scan, exc, attempt, view.name, run_id)

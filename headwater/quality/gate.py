@@ -75,6 +75,8 @@ class QualityGate:
             table.
         dry_run: evaluate and report only: record nothing, raise nothing, write nothing.
         now_ms: the clock of ``freshness`` checks (default: now).
+        table: the offline table the run writes (a table version's; default the view's
+            name): ``unique`` checks against stored rows read it.
     """
 
     def __init__(
@@ -87,8 +89,10 @@ class QualityGate:
         offline: OfflineStore | None = None,
         dry_run: bool = False,
         now_ms: int | None = None,
+        table: str | None = None,
     ) -> None:
         self.con = con
+        self.table = table or view.name
         self.view = view
         self.run_id = run_id
         self.registry = registry
@@ -173,7 +177,7 @@ class QualityGate:
         if self.offline is not None and any(
             isinstance(c, Unique) and c.stored for c in view.checks
         ):
-            dataset = self.offline.dataset(view.name)
+            dataset = self.offline.dataset(self.table)
             if dataset is not None:
                 name = f"{self._tag}_stored"
                 self.con.register(name, dataset)

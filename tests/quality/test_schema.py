@@ -140,7 +140,9 @@ def test_a_new_feature_column_evolves_the_offline_table(tmp_path: Path) -> None:
     store = headwater.FeatureStore(tmp_path)
     store.apply()
     result = store.run()[0]
-    assert (result.inserted, result.updated) == (0, 3)
+    # A new feature changes the rows: a new table version, built whole, with the column.
+    assert (result.inserted, result.updated) == (3, 0)
+    assert result.details["table_version"] == 2
     assert [(r["amount"], r["is_new"]) for r in offline_rows(store, "spend")] == [
         (1.5, True),
         (2.5, False),

@@ -61,7 +61,13 @@ def offline_rows(
 
 
 def deliver(
-    view: FeatureView, offline: OfflineStore, project: ProjectConfig, *, seq: int, run_id: str
+    view: FeatureView,
+    offline: OfflineStore,
+    project: ProjectConfig,
+    *,
+    seq: int,
+    run_id: str,
+    table: str | None = None,
 ) -> list[SinkStats]:
     """Load the rows the view's sinks lack, one sink after the other.
 
@@ -71,12 +77,13 @@ def deliver(
         project: the configuration (for the sinks' connections).
         seq: the write sequence of this run's offline write.
         run_id: this run's id (names staged files).
+        table: the offline table the run wrote (a table version's; default the view's name).
 
     Raises:
         SinkError: a warehouse rejected the load; the run fails before its checkpoint and the
             next run sends the rows again.
     """
-    dataset = offline.dataset(view.name)
+    dataset = offline.dataset(table or view.name)
     results: list[SinkStats] = []
     if dataset is None:
         return results

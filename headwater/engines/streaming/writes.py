@@ -53,6 +53,8 @@ class StoreWrites:
         self.offline = offline
         self.online = online
         self.registry = registry
+        # Offline rows go to the view's active table version.
+        self._table_view = view.stored_as(registry.serving_table(view.name))
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pending: list[Future[Any]] = []
 
@@ -95,7 +97,7 @@ class StoreWrites:
         attempt = 0
         while True:
             try:
-                self.offline.write(self.view, rows.to_reader(), seq=self.registry.next_seq())
+                self.offline.write(self._table_view, rows.to_reader(), seq=self.registry.next_seq())
                 return
             except DefinitionError:
                 raise

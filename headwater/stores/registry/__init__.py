@@ -1,5 +1,6 @@
 """The registry (metadata store): definitions and their versions, view schemas, runs,
-checkpoints, a sequence counter, data-quality results and fitted transform statistics.
+checkpoints, a sequence counter, data-quality results, fitted transform statistics and the
+physical versions of the views' offline tables.
 
 Two backends share one SQL layer: a local SQLite file (the default,
 :class:`SqliteRegistryConfig`) and a PostgreSQL schema shared by a team
@@ -24,6 +25,7 @@ from headwater.stores.registry._registry import (
 )
 from headwater.stores.registry._runs import HEARTBEAT_S, LEASE_S
 from headwater.stores.registry._sql import Db, PostgresRegistryConfig, SqliteRegistryConfig
+from headwater.stores.registry._versions import TableVersion, VersionChange, table_name
 
 __all__ = [
     "FINAL_STATUSES",
@@ -42,4 +44,7 @@ __all__ = [
     "RunRecord",
     "SqliteRegistryConfig",
     "StreamPartition",
+    "TableVersion",
+    "VersionChange",
+    "table_name",
 ]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headwater.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from headwater.stores.registry._versions import VersionChange
 
 
 @dataclass(frozen=True)
@@ -42,13 +45,15 @@ class DefinitionRecord:
 class ApplyDiff:
     """What applying a set of definitions changes, as ``(kind, name)`` pairs.
 
-    ``changed`` holds ``(kind, name, new_version)``.
+    ``changed`` holds ``(kind, name, new_version)``; ``versions`` what happened to the views'
+    offline table versions (when the caller passed their rows fingerprints).
     """
 
     added: list[tuple[str, str]]
     changed: list[tuple[str, str, int]]
     unchanged: list[tuple[str, str]]
     removed: list[tuple[str, str]]
+    versions: list[VersionChange] = field(default_factory=list)
 
     def changes(self) -> bool:
         """Whether applying would write anything."""

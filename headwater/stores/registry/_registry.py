@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +22,13 @@ from headwater.stores.registry._records import (
     diff_specs,
 )
 from headwater.stores.registry._runs import FINAL_STATUSES, RUN_KINDS, STATUSES, RunRecords
-from headwater.stores.registry._sql import DDL, MIGRATIONS, Db
+from headwater.stores.registry._sql import BASELINE, DDL, MIGRATIONS, SCHEMA_VERSION, Db
+from headwater.stores.registry._versions import VersionRecords
 
 if TYPE_CHECKING:
     from types import TracebackType
 
     from headwater.config.models import ProjectConfig, RegistryConfig
-
-SCHEMA_VERSION = 2
-"""Version of the registry tables; stored in ``meta`` so later releases can migrate."""
 
 _LATEST = (
     "SELECT kind, name, version, spec, applied_at, removed_at FROM {definitions} d"
@@ -43,10 +42,11 @@ _APPLIED_MARKER = (
 )
 
 
-class Registry(RunRecords, QualityRecords, FittedRecords):
+class Registry(RunRecords, QualityRecords, FittedRecords, VersionRecords):
     """Metadata of a project: definitions, view schemas, checkpoints and a counter (the run
     history: :class:`RunRecords`; check results and source schemas: :class:`QualityRecords`;
-    statistics of fitted transforms: :class:`FittedRecords`).
+    statistics of fitted transforms: :class:`FittedRecords`; the physical versions of views'
+    offline tables: :class:`VersionRecords`).
 
     An instance is safe to share between threads (calls are serialised); several instances
     and processes may use the same registry concurrently.
@@ -92,34 +92,53 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
         self.close()
 
     def _bootstrap(self) -> None:
+        """Create the tables of a new registry, or upgrade an older one in place: the
+        migrations from its version on run in order, in one transaction with the version
+        update (a failed step leaves the registry as it was). A registry of a newer schema
+        is refused before anything is written."""
         with self._db.transaction():
             self._db.prelude()
-            for statement in DDL:
+            self._db.run(DDL[0])  # meta: where the version is
+            rows = self._db.run("SELECT value FROM {meta} WHERE name = 'schema_version'")
+            found = int(rows[0][0]) if rows else None
+            if found is not None and found > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the registry has schema version {found}, but this headwater supports up "
+                    f"to {SCHEMA_VERSION}",
+                    fix="upgrade headwater to the version that wrote the registry",
+                )
+            for statement in DDL[1:]:
                 self._db.run(statement)
-            self._db.run(
-                "INSERT INTO {meta} (name, value) VALUES ('schema_version', ?)"
-                " ON CONFLICT (name) DO NOTHING",
-                (str(SCHEMA_VERSION),),
-            )
-            found = int(
-                self._db.run("SELECT value FROM {meta} WHERE name = 'schema_version'")[0][0]
-            )
-            while found < SCHEMA_VERSION and found in MIGRATIONS:
+            if found is None:
+                found = BASELINE
+                self._db.run(
+                    "INSERT INTO {meta} (name, value) VALUES ('schema_version', ?)", (str(found),)
+                )
+            while found < SCHEMA_VERSION:
+                if found not in MIGRATIONS:
+                    raise ConfigError(
+                        f"the registry has schema version {found}, which this headwater cannot "
+                        "upgrade",
+                        fix="upgrade it with the headwater release that followed the one that "
+                        "wrote it",
+                    )
                 for statement in MIGRATIONS[found]:
                     self._db.run(statement)
                 found += 1
                 self._db.run(
                     "UPDATE {meta} SET value = ? WHERE name = 'schema_version'", (str(found),)
                 )
-        if found > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the registry has schema version {found}, but this headwater supports up to "
-                f"{SCHEMA_VERSION}",
-                fix="upgrade headwater to the version that wrote the registry",
-            )
+                self._db.run(
+                    "INSERT INTO {meta} (name, value) VALUES (?, ?)",
+                    (f"migrated:{found}", _now().isoformat(timespec="seconds")),
+                )
 
     # -------------------------------------------------------------- definitions
-    def apply(self, specs: list[dict[str, Any]]) -> ApplyDiff:
+    def apply(
+        self,
+        specs: list[dict[str, Any]],
+        rows: dict[str, tuple[str | None, str]] | None = None,
+    ) -> ApplyDiff:
         """Record ``specs`` as the current definitions, in one transaction.
 
         A definition gets a new version when its canonical JSON changed; definitions absent
@@ -127,6 +146,9 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
 
         Args:
             specs: JSON-able dicts, each with a ``kind`` and a ``name``.
+            rows: per view, the rows fingerprints of its applied and of its new definition:
+                a changed fingerprint records a new table version to build
+                (:class:`VersionRecords`).
 
         Returns:
             What was added, changed, left unchanged and removed.
@@ -156,13 +178,19 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
                     " AND version = ?",
                     (now, kind, name, latest[(kind, name)][0]),
                 )
-        return diff
+            versions = self._sync_versions(rows or {}, write=True)
+        return replace(diff, versions=versions)
 
-    def plan(self, specs: list[dict[str, Any]]) -> ApplyDiff:
+    def plan(
+        self,
+        specs: list[dict[str, Any]],
+        rows: dict[str, tuple[str | None, str]] | None = None,
+    ) -> ApplyDiff:
         """The diff :meth:`apply` would produce, without writing anything."""
         wanted = canonical_specs(specs)
         with self._lock:
-            return diff_specs(wanted, self._latest())
+            diff = diff_specs(wanted, self._latest())
+            return replace(diff, versions=self._sync_versions(rows or {}, write=False))
 
     def definitions(self, kind: str | None = None) -> list[DefinitionRecord]:
         """Current (not removed) definitions, optionally of one kind, sorted by kind and name."""

@@ -38,7 +38,11 @@ TABLES = (
     "check_results",
     "source_schemas",
     "fitted_statistics",
+    "view_tables",
 )
+BASELINE = 2
+"""The schema version :data:`DDL` creates; :data:`MIGRATIONS` take it from there."""
+
 DDL = (
     "CREATE TABLE IF NOT EXISTS {meta} (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS {definitions} (kind TEXT NOT NULL, name TEXT NOT NULL,"
@@ -77,6 +81,8 @@ DDL = (
     " rows_fitted BIGINT NOT NULL, view_version INTEGER, fitted_at {ts} NOT NULL,"
     " PRIMARY KEY (view_name, step_key))",
 )
+"""The tables of schema version :data:`BASELINE`, created where missing (so a version-1
+registry gets the ones it lacks). Never change them: a new table or column is a migration."""
 
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     # 1 -> 2: runs know their owner process and its heartbeat (dead runs become "aborted").
@@ -84,9 +90,21 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE {runs} ADD COLUMN owner TEXT",
         "ALTER TABLE {runs} ADD COLUMN heartbeat_at {ts}",
     ),
+    # 2 -> 3: the physical versions of each view's offline table (which one serves, which one
+    # is being built, which ones are kept for reproducing past training sets).
+    2: (
+        "CREATE TABLE {view_tables} (view_name TEXT NOT NULL, version INTEGER NOT NULL,"
+        " table_name TEXT NOT NULL, fingerprint TEXT NOT NULL, status TEXT NOT NULL,"
+        " reason TEXT NOT NULL, created_at {ts} NOT NULL, activated_at {ts}, retired_at {ts},"
+        " PRIMARY KEY (view_name, version))",
+    ),
 }
-"""Statements that bring a registry of schema version N to N + 1, run in the bootstrap
-transaction."""
+"""Statements that bring a registry of schema version N to N + 1, keyed by N. They run in
+order, in the bootstrap transaction, and each step is recorded in ``meta``
+(``migrated:N+1`` with the time). Never edit a released step: add the next one."""
+
+SCHEMA_VERSION = max(MIGRATIONS) + 1
+"""Version of the registry tables this code writes (stored in ``meta``)."""
 
 
 class SqliteRegistryConfig(RegistryConfig):
