@@ -149,6 +149,42 @@ class FeatureStore:
             self.registry.set_source_schema(name, schema)  # the schema contracts' reference
         return ApplyReport(diff, sorted(schemas), False)
 
+    def unapplied(self, views: Sequence[str] | None = None) -> list[str]:
+        """What of ``views`` (all by default) differs from the applied definitions: one phrase
+        per view, e.g. ``view 'spend' was never applied`` or ``view 'spend' changed since it
+        was applied (its source 'events')``; empty when everything is applied."""
+        from headwater.stores.registry._records import canonical
+
+        latest = {
+            (record.kind, record.name): canonical(record.spec)
+            for record in self.registry.definitions()
+        }
+        found = []
+        for view in self._select(views):
+            if ("feature_view", view.name) not in latest:
+                found.append(f"view {view.name!r} was never applied")
+                continue
+            parts = [
+                ("feature_view", view.name, "its definition", view.to_spec()),
+                ("source", view.source.name, f"its source {view.source.name!r}", None),
+                ("entity", view.entity.name, f"its entity {view.entity.name!r}", None),
+            ]
+            changed = [
+                label
+                for kind, name, label, spec in parts
+                if latest.get((kind, name))
+                != canonical(spec if spec is not None else self._spec(view, kind))
+            ]
+            if changed:
+                found.append(
+                    f"view {view.name!r} changed since it was last applied ({', '.join(changed)})"
+                )
+        return found
+
+    @staticmethod
+    def _spec(view: FeatureView, kind: str) -> dict[str, Any]:
+        return view.source.to_spec() if kind == "source" else view.entity.to_spec()
+
     # ------------------------------------------------------------------ run / materialize
     def run(
         self,
@@ -156,15 +192,36 @@ class FeatureStore:
         *,
         full_refresh: bool = False,
         on_step: Callable[[str], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
+        require_applied: bool = False,
     ) -> list[RunResult]:
-        """Compute views from their sources into the offline store (all views by default)."""
+        """Compute views from their sources into the offline store (all views by default).
+
+        With ``require_applied`` a view whose definition differs from the applied one (or was
+        never applied) is refused before anything runs (``headwater run`` does this)."""
         from headwater.orchestration.runner import Runner
 
+        if require_applied:
+            self.require_applied(views)
         runner = Runner(self.config, self.registry, self.offline, self.engine)
         return [
-            runner.run(view, full_refresh=full_refresh, on_step=on_step)
+            runner.run(view, full_refresh=full_refresh, on_step=on_step, on_rows=on_rows)
             for view in self._select(views)
         ]
+
+    def require_applied(self, views: Sequence[str] | None = None) -> None:
+        """Raise :class:`DefinitionError` when a view of ``views`` is not applied as declared.
+
+        Raises:
+            DefinitionError: names the first such view and what changed.
+        """
+        found = self.unapplied(views)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise DefinitionError(
+                f"{found[0]}{more}: runs compute applied definitions only",
+                fix="run `headwater apply` first, or `headwater run --apply`",
+            )
 
     def backfill(
         self,
@@ -173,6 +230,7 @@ class FeatureStore:
         start: datetime,
         end: datetime,
         on_step: Callable[[str], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> list[RunResult]:
         """Recompute the rows of ``views`` whose event_timestamp is in ``[start, end)``.
 
@@ -194,7 +252,8 @@ class FeatureStore:
         period = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
         runner = Runner(self.config, self.registry, self.offline, self.engine)
         return [
-            runner.run(view, time_range=period, on_step=on_step) for view in self._select(views)
+            runner.run(view, time_range=period, on_step=on_step, on_rows=on_rows)
+            for view in self._select(views)
         ]
 
     def materialize(
