@@ -63,9 +63,33 @@ class QualityFailed(HeadwaterError):
         self.failures = list(failures or [])
 
 
+class ViewBusy(HeadwaterError):
+    """A live run of the view holds it (a per-view lease in the registry); ``holder`` is its
+    process as ``host:pid``."""
+
+    def __init__(self, message: str, *, fix: str, holder: str) -> None:
+        super().__init__(message, fix=fix)
+        self.holder = holder
+
+
 class StaleCheckpoint(HeadwaterError):
     """Another worker committed a streaming partition since this worker last read it (the
     partition moved in a rebalance); the commit was refused and nothing of it was saved."""
+
+
+_interrupted: list[bool] = []
+
+
+def mark_interrupted() -> None:
+    """Note that this process was asked to stop (SIGINT). Some libraries turn the
+    ``KeyboardInterrupt`` into an error of their own (DuckDB: ``RuntimeError: Query
+    interrupted``); the note lets runs be recorded ``interrupted`` all the same."""
+    _interrupted.append(True)
+
+
+def was_interrupted() -> bool:
+    """Whether :func:`mark_interrupted` was called in this process."""
+    return bool(_interrupted)
 
 
 def require(module: str, extra: str) -> object:

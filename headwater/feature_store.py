@@ -165,25 +165,20 @@ class FeatureStore:
                 found.append(f"view {view.name!r} was never applied")
                 continue
             parts = [
-                ("feature_view", view.name, "its definition", view.to_spec()),
-                ("source", view.source.name, f"its source {view.source.name!r}", None),
-                ("entity", view.entity.name, f"its entity {view.entity.name!r}", None),
+                ("its definition", view.to_spec()),
+                (f"its source {view.source.name!r}", view.source.to_spec()),
+                (f"its entity {view.entity.name!r}", view.entity.to_spec()),
             ]
             changed = [
                 label
-                for kind, name, label, spec in parts
-                if latest.get((kind, name))
-                != canonical(spec if spec is not None else self._spec(view, kind))
+                for label, spec in parts
+                if latest.get((spec["kind"], spec["name"])) != canonical(spec)
             ]
             if changed:
                 found.append(
                     f"view {view.name!r} changed since it was last applied ({', '.join(changed)})"
                 )
         return found
-
-    @staticmethod
-    def _spec(view: FeatureView, kind: str) -> dict[str, Any]:
-        return view.source.to_spec() if kind == "source" else view.entity.to_spec()
 
     # ------------------------------------------------------------------ run / materialize
     def run(
@@ -222,6 +217,12 @@ class FeatureStore:
                 f"{found[0]}{more}: runs compute applied definitions only",
                 fix="run `headwater apply` first, or `headwater run --apply`",
             )
+
+    def quarantine_location(self, view: str) -> str:
+        """Where the rows ``view``'s runs set aside are kept (a path or URL)."""
+        from headwater.quality.quarantine import quarantine_location
+
+        return quarantine_location(self.offline, self.view(view).name)
 
     def backfill(
         self,
@@ -436,6 +437,7 @@ class FeatureStore:
         """Views with their last run, offline row count, newest event and materialization."""
         from headwater.orchestration.materialize import mark_checkpoint
 
+        self.registry.abort_dead_runs()  # a run whose process died shows as aborted, not running
         result = []
         con = self.engine.connect()
         try:

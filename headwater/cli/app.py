@@ -41,20 +41,26 @@ def make_console() -> Any:
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """Turn headwater errors into a one-line message and exit status 1."""
-    from headwater.errors import HeadwaterError
+    """Turn headwater errors into a one-line message and exit status 1; an interrupt (however
+    a library reports it) into ``interrupted`` and exit status 130."""
+    from headwater.cli import interrupts
+    from headwater.errors import HeadwaterError, was_interrupted
 
+    interrupts.enter()
     try:
         yield
-    except HeadwaterError as exc:
-        typer.echo(f"error: {one_line(str(exc))}", err=True)
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        interrupts.tell()
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
     except Exception as exc:
+        if was_interrupted():  # e.g. DuckDB's "Query interrupted"
+            interrupts.tell()
+            raise typer.Exit(130) from None
+        if isinstance(exc, HeadwaterError):
+            typer.echo(f"error: {one_line(str(exc))}", err=True)
+            raise typer.Exit(1) from None
         # Not an error headwater raises on purpose: still one line, with a way to see more.
         import os
 
@@ -66,6 +72,8 @@ def errors() -> Iterator[None]:
             err=True,
         )
         raise typer.Exit(1) from None
+    finally:
+        interrupts.leave()
 
 
 def one_line(text: str, *, first: bool = False) -> str:

@@ -1,20 +1,33 @@
 """The ``headwater`` console script: registers every command on the app, then runs it.
 
-Commands appear in ``headwater --help`` in the order their modules are imported here.
+Commands appear in ``headwater --help`` in the order their modules are imported here. Ctrl-C
+is handled from the first line on (see :mod:`headwater.cli.interrupts`): whenever it lands, the
+command prints one line, ``interrupted``, and exits 130.
 """
 
 from __future__ import annotations
 
-from headwater.cli import project  # noqa: F401  (registers init, quickstart)
+from headwater.cli import interrupts
 
-# isort: split
-from headwater.cli import pipeline, reading, serving  # noqa: F401  (register the rest)
-from headwater.cli.app import app
+interrupts.install()
+
+try:
+    # isort: off
+    from headwater.cli import project  # noqa: F401  (registers init, quickstart)
+    from headwater.cli import pipeline, reading, serving  # noqa: F401  (register the rest)
+    from headwater.cli.app import app
+
+    # isort: on
+except KeyboardInterrupt:  # pragma: no cover - an interrupt between two bytecodes of an import
+    interrupts.stop()
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - outside every command's own handling
+        interrupts.stop()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -212,7 +212,7 @@ class Runner:
             seq = self.registry.next_seq()
             stats = self.offline.write(view, output, seq=seq)
         if skipped:
-            log.warning(
+            log.info(
                 "rows without an event time or join key were quarantined",
                 extra={"fields": {"view": view.name, "run_id": run_id, "rows": skipped}},
             )

@@ -72,7 +72,7 @@ def test_an_interrupted_run_is_not_left_running(registry: Registry) -> None:
     with pytest.raises(KeyboardInterrupt), RecordedRun(registry, "v_int", "stream"):
         raise KeyboardInterrupt
     (record,) = registry.runs("v_int")
-    assert (record.status, record.error) == ("failed", "interrupted (KeyboardInterrupt)")
+    assert (record.status, record.error) == ("interrupted", "interrupted (KeyboardInterrupt)")
 
 
 def test_a_run_left_without_finish_succeeds_empty(registry: Registry) -> None:
