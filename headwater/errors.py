@@ -6,6 +6,8 @@ Every error names the thing that is wrong, where it is, and how to fix it. The C
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -78,13 +80,28 @@ class StaleCheckpoint(HeadwaterError):
 
 
 _interrupted: list[bool] = []
+_interrupt_hooks: list[Callable[[], None]] = []
 
 
 def mark_interrupted() -> None:
-    """Note that this process was asked to stop (SIGINT). Some libraries turn the
+    """Note that this process was asked to stop (SIGINT) and stop the work of the hooks given
+    to :func:`on_interrupt` (may be called from any thread). Some libraries turn the
     ``KeyboardInterrupt`` into an error of their own (DuckDB: ``RuntimeError: Query
     interrupted``); the note lets runs be recorded ``interrupted`` all the same."""
+    first = not _interrupted
     _interrupted.append(True)
+    if first:
+        for hook in list(_interrupt_hooks):
+            with contextlib.suppress(Exception):  # best effort: the interrupt goes on anyway
+                hook()
+
+
+def on_interrupt(hook: Callable[[], None]) -> None:
+    """Call ``hook`` (from any thread) when the process is asked to stop: for work that
+    Python's ``KeyboardInterrupt`` cannot reach, such as a DuckDB query a native writer is
+    pulling rows from."""
+    if hook not in _interrupt_hooks:
+        _interrupt_hooks.append(hook)
 
 
 def was_interrupted() -> bool:
