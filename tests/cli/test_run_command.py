@@ -203,7 +203,7 @@ def test_a_second_run_of_a_view_exits_naming_the_holder(
     try:
         result = headwater("run", "a_spend", "--repo", root)
         line = fails(result)
-        assert f"view 'a_spend' is busy: run " in line
+        assert "view 'a_spend' is busy: run " in line
         assert f"by {socket.gethostname()}:{holder.pid}, started at " in line
         assert "--wait SECONDS" in line
         assert "✗ a_spend: view 'a_spend' is busy" in result.stdout
@@ -236,7 +236,7 @@ def test_two_concurrent_runs_of_one_view(tmp_path: Path) -> None:
     try:
         wait_for_running(root, "slow")
         line = fails(headwater("run", "slow", "--repo", root))
-        assert f"view 'slow' is busy: run " in line and f":{first.pid}, started at" in line
+        assert "view 'slow' is busy: run " in line and f":{first.pid}, started at" in line
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
