@@ -67,6 +67,7 @@ def run_quickstart(
     directory: Path, *, users: int, days: int, console: Any, postgres: str | None = None
 ) -> None:
     """Create the demo project in ``directory`` and run it end to end."""
+    from headwater.cli.progress import Progress
     from headwater.feature_store import FeatureStore
     from headwater.observability import configure_logging
 
@@ -92,28 +93,35 @@ def run_quickstart(
         )
     )
     console.print(f"[bold]headwater quickstart[/] → {directory}")
-    counts = _generate(data, rng, now, users=users, days=days, postgres=postgres)
-    console.print(
-        f"generated {users} users, {counts['orders']} orders, {counts['clicks']} clicks "
-        f"over {days} days"
-    )
-
-    store = FeatureStore(directory)
-    try:
-        report = store.apply()
-        console.print(f"applied {len(report.views)} feature views")
-        for result in store.run():
-            console.print(
-                f"  ran {result.view}: {result.rows_in} rows in → {result.inserted} rows "
-                f"({result.seconds:.1f}s)"
-            )
-        entities = sum(r.entities for r in store.materialize())
-        console.print(f"materialized {entities} entity rows to the online store")
-        _show_online(store, console)
-        path = _training_set(store, rng, now, users, data / "training_set.parquet")
-        console.print(f"wrote a point-in-time training set to {path}")
-    finally:
-        store.close()
+    with Progress() as progress:
+        with progress.task("generating data"):
+            counts = _generate(data, rng, now, users=users, days=days, postgres=postgres)
+        console.print(
+            f"generated {users} users, {counts['orders']} orders, {counts['clicks']} clicks "
+            f"over {days} days"
+        )
+        store = FeatureStore(directory)
+        try:
+            with progress.task("applying the definitions"):
+                report = store.apply()
+            console.print(f"applied {len(report.views)} feature views")
+            for name in sorted(store.definitions.views):
+                with progress.task(f"running {name}") as steps:
+                    (result,) = store.run([name], on_step=steps.step, on_rows=steps.rows)
+                progress.print(
+                    console,
+                    f"  ran {result.view}: {result.rows_in} rows in → {result.inserted} rows "
+                    f"({result.seconds:.1f}s)",
+                )
+            with progress.task("materializing"):
+                entities = sum(r.entities for r in store.materialize())
+            console.print(f"materialized {entities} entity rows to the online store")
+            _show_online(store, console)
+            with progress.task("writing a point-in-time training set"):
+                path = _training_set(store, rng, now, users, data / "training_set.parquet")
+            console.print(f"wrote a point-in-time training set to {path}")
+        finally:
+            store.close()
     console.print(
         f"[green]done in {time.perf_counter() - started:.1f}s[/]. Try:\n"
         f"  headwater status --repo {directory}\n"

@@ -121,14 +121,20 @@ def history(
     ] = False,
 ) -> None:
     """Write a point-in-time correct training set."""
-    with errors():
+    from headwater.cli.progress import Progress
+
+    with errors(), Progress() as progress:
         store = open_store(repo)
         names = [name for item in features for name in item.split(",") if name]
-        table = store.get_historical_features(
-            _read_table(entities), names, full_feature_names=full_names
-        ).to_arrow()
+        with progress.task(f"reading {entities}"):
+            rows = _read_table(entities)
+        with progress.task(f"joining {rows.num_rows:,} entity rows with {len(names)} features"):
+            table = store.get_historical_features(
+                rows, names, full_feature_names=full_names
+            ).to_arrow()
         store.close()
-        _write_table(table, output)
+        with progress.task(f"writing {output}"):
+            _write_table(table, output)
     typer.echo(f"wrote {table.num_rows} rows to {output}")
 
 

@@ -329,3 +329,56 @@ def test_a_terminal_shows_the_step_under_way(tmp_path: Path) -> None:
     text = seen.decode(errors="replace")
     assert "computing slow" in text or "running slow" in text
     assert "interrupted" in text and "Traceback" not in text
+
+
+def in_terminal(*args: str | Path, timeout: float = 120) -> tuple[int, str]:
+    """Run the command on a pseudo-terminal: its exit status and everything it showed."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command on a terminal
+        env = {**environment(), "TERM": "xterm"}
+        os.execve(HEADWATER, [HEADWATER, *map(str, args)], env)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            seen += chunk
+    except OSError:  # the terminal closed
+        pass
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a pseudo-terminal")
+def test_quickstart_shows_progress_on_a_terminal_and_plain_lines_when_piped(
+    tmp_path: Path,
+) -> None:
+    code, text = in_terminal("quickstart", tmp_path / "tty", "--users", "50", "--days", "2")
+    assert code == 0, text
+    assert "running user_orders_daily" in text  # the spinner of a view's run
+    assert "\x1b[" in text  # drawn and cleared with control sequences
+    result = headwater("quickstart", tmp_path / "piped", "--users", "50", "--days", "2")
+    out = ok(result)
+    assert "\x1b" not in out + result.stderr and "\r" not in out + result.stderr
+    assert "running user_orders_daily" not in out
+    assert "  ran user_orders_daily: " in out
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a pseudo-terminal")
+def test_history_shows_progress_on_a_terminal(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    ok(headwater("run", "a_spend", "--apply", "--repo", root))
+    entities = tmp_path / "entities.csv"
+    entities.write_text("user_id,event_timestamp\n1,2024-01-02T00:00:00Z\n")
+    args = ["history", "--entities", entities, "-f", "a_spend:amount", "--repo", root]
+    code, text = in_terminal(*args, "--output", tmp_path / "t.parquet")
+    assert code == 0, text
+    assert "joining 1 entity rows with 1 features" in text
+    assert "wrote 1 rows to" in text
+    result = headwater(*args, "--output", tmp_path / "u.parquet")
+    assert ok(result) == f"wrote 1 rows to {tmp_path / 'u.parquet'}\n"
+    assert result.stderr == ""

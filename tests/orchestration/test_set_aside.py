@@ -183,3 +183,37 @@ def test_max_skipped_ratio_fails_a_run_over_it(tmp_path: Path) -> None:
     (result,) = store.run(["spend"])  # exactly at the limit: not over it
     assert result.rows_quarantined == 3
     store.close()
+
+
+@pytest.mark.postgres
+def test_rows_read_are_told_while_a_database_is_read(tmp_path: Path, pg_dsn: str) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE public.events AS SELECT i % 7 AS user_id, "
+            "timestamptz '2024-01-01' + i * interval '1 second' AS ts, i::float8 AS amount "
+            "FROM generate_series(1, 250000) AS i"
+        )
+    config = {
+        "project": "t",
+        "connections": {"app_db": {"type": "postgres", "dsn": pg_dsn}},
+    }
+    (tmp_path / "headwater.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "defs.py").write_text(
+        textwrap.dedent(
+            """
+            from headwater import Entity, FeatureView, PostgresSource, Sum
+
+            user = Entity("user", join_keys=["user_id"])
+            events = PostgresSource(
+                "events", connection="app_db", table="public.events", timestamp_field="ts"
+            )
+            spend = FeatureView("spend", entity=user, source=events, features=[Sum("amount")])
+            """
+        )
+    )
+    told: list[int] = []
+    with headwater.FeatureStore(tmp_path) as store:
+        store.apply()
+        (result,) = store.run(["spend"], on_rows=told.append)
+    assert result.rows_in == 250_000
+    assert len(told) > 2 and told == sorted(told) and told[-1] == 250_000
