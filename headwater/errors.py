@@ -28,6 +28,11 @@ class DefinitionError(HeadwaterError):
     """A feature view, source or entity definition is invalid."""
 
 
+class InvalidEntityKey(DefinitionError):
+    """An entity key value is not of the key's declared type and cannot become one without
+    losing something (``"abc"`` or ``"1.5"`` for an integer key, a number past its range)."""
+
+
 class ConnectionFailed(HeadwaterError):
     """A server (PostgreSQL, Redis, ...) could not be reached."""
 
@@ -107,6 +112,51 @@ def on_interrupt(hook: Callable[[], None]) -> None:
 def was_interrupted() -> bool:
     """Whether :func:`mark_interrupted` was called in this process."""
     return bool(_interrupted)
+
+
+OPTIONAL_MODULES: dict[str, str] = {
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+    "pgpq": "postgres",
+    "adbc_driver_manager": "postgres",
+    "adbc_driver_postgresql": "postgres",
+    "redis": "redis",
+    "confluent_kafka": "kafka",
+    "fastavro": "kafka",
+    "boto3": "s3",
+    "botocore": "s3",
+    "pyspark": "spark",
+}
+"""Optional drivers (top-level module names) and the extra of ``pyproject.toml`` that installs
+each (psycopg and boto3 come with ``redshift`` too: the error names the first extra)."""
+
+
+def missing_extra(exc: BaseException) -> MissingDependency | None:
+    """The :class:`MissingDependency` an import error of an optional driver means, else
+    ``None`` (a module headwater does not know stays the error it is)."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    module = exc.name.split(".")[0]
+    extra = OPTIONAL_MODULES.get(module)
+    return None if extra is None else MissingDependency(module, extra)
+
+
+def require_modules(modules: tuple[str, ...], extra: str | None = None) -> None:
+    """Check, without importing them, that ``modules`` are installed.
+
+    Raises:
+        MissingDependency: naming the first missing one and the extra that installs it
+            (``extra``, else the one :data:`OPTIONAL_MODULES` gives).
+    """
+    import importlib.util
+
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise MissingDependency(module, extra or OPTIONAL_MODULES.get(module, module))
 
 
 def require(module: str, extra: str) -> object:

@@ -338,25 +338,26 @@ class FeatureStore:
         """Latest feature values for each entity row (null past the view's ttl)."""
         import pyarrow as pa
 
+        from headwater.engines.keys import online_entity_rows
         from headwater.engines.retrieval import OnlineResponse, parse_refs
 
         grouped = parse_refs(features, self.definitions.views)
-        now_ms = int(time.time() * 1000)
+        schemas = {name: self._schema(name) for name in grouped}
+        entity_rows, types = online_entity_rows(
+            entity_rows, [(self.view(name), schemas[name]) for name in grouped]
+        )
         key_names: list[str] = []
         for row in entity_rows:
             key_names += [k for k in row if k not in key_names]
+        now_ms = int(time.time() * 1000)
         columns: dict[str, pa.Array] = {}
         for key in key_names:
-            columns[key] = pa.array([row.get(key) for row in entity_rows])
+            columns[key] = pa.array(
+                [row.get(key) for row in entity_rows], type=types.get(key, (None, ""))[0]
+            )
         for view_name, names in grouped.items():
             view = self.view(view_name)
-            schema = self._schema(view_name)
-            missing = [k for k in view.join_keys if k not in key_names]
-            if missing:
-                raise DefinitionError(
-                    f"entity rows lack join key {missing[0]!r} of view {view_name!r}",
-                    fix=f"pass entity_rows=[{{{missing[0]!r}: ...}}]",
-                )
+            schema = schemas[view_name]
             keys = [tuple(row.get(k) for k in view.join_keys) for row in entity_rows]
             stored = self.online.read(view, keys)
             ttl = view.ttl_ms
@@ -383,6 +384,7 @@ class FeatureStore:
     ) -> RetrievalJob:
         """A point-in-time correct training set for ``entity_df`` (keys + event_timestamp)."""
         from headwater.engines.base import FeatureRequest
+        from headwater.engines.keys import coerce_table, key_types
         from headwater.engines.retrieval import RetrievalJob, resolve_refs, to_arrow_table
 
         order = resolve_refs(features, self.definitions.views)
@@ -393,8 +395,11 @@ class FeatureStore:
             FeatureRequest(self.view(name), names, self.offline.dataset(name), self._schema(name))
             for name, names in grouped.items()
         ]
+        entities = coerce_table(
+            to_arrow_table(entity_df), key_types((r.view, r.schema) for r in requests)
+        )
         table = self.engine.point_in_time_join(
-            to_arrow_table(entity_df),
+            entities,
             requests,
             full_feature_names=full_feature_names,
             order=order,
@@ -423,7 +428,15 @@ class FeatureStore:
         """Recorded check results: of the last ``runs`` runs of ``view`` (of every view when
         ``None``), or of one run by ``run_id``."""
         if run_id is not None:
-            return self.registry.check_results(run_id=run_id)
+            found_ids = self.registry.match_run_ids(run_id) if run_id else []
+            if len(found_ids) != 1:
+                raise NotFound(
+                    f"--run {run_id!r}: "
+                    + ("no run has this id" if not found_ids else "more than one run id starts so"),
+                    fix="pass a run id shown by `headwater quality` or the dashboard "
+                    "(a unique prefix of one is enough)",
+                )
+            return self.registry.check_results(run_id=found_ids[0])
         names = [self.view(view).name] if view else sorted(self.definitions.views)
         found: list[CheckRecord] = []
         for name in names:

@@ -9,7 +9,10 @@ register theirs::
 
 Built-ins come first: a plugin cannot replace one. Stores, registry backends and engines
 declare their ``headwater.yaml`` model as a ``config_model`` class attribute; a connection type
-is registered as its model itself.
+is registered as its model itself. An implementation that needs optional drivers names them in
+a ``REQUIRES`` class attribute (top-level module names, with ``EXTRA`` the extra that installs
+them): loading it checks they are installed, so a missing one is a one-line error naming the
+extra (``pip install 'headwater[postgres]'``) before any work starts.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import difflib
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import ConfigError, MissingDependency
+from headwater.errors import ConfigError, missing_extra, require_modules
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -79,16 +82,6 @@ BUILTINS: dict[str, dict[str, str]] = {
 }
 """Every group: its entry-point group name and its built-in table."""
 
-# Optional drivers and the extra that installs them.
-_EXTRAS = {
-    "redis": "redis",
-    "psycopg": "postgres",
-    "psycopg_pool": "postgres",
-    "confluent_kafka": "kafka",
-    "boto3": "s3",
-    "pyspark": "spark",
-}
-
 
 def _installed(group: str) -> dict[str, EntryPoint]:
     """The entry points installed packages register in ``group`` (none is imported)."""
@@ -115,10 +108,12 @@ def did_you_mean(group: str, name: str) -> str:
     return f", did you mean {close[0]!r}?" if close else ""
 
 
-def load_plugin(group: str, name: str) -> Any:
+def load_plugin(group: str, name: str, *, check_requires: bool = True) -> Any:
     """Return the class (or model) registered as ``name`` in ``group``.
 
-    Built-ins are tried first, then the entry points of installed packages.
+    Built-ins are tried first, then the entry points of installed packages. With
+    ``check_requires`` (to open it, not merely to read its configuration model), the optional
+    modules a built-in lists in ``REQUIRES`` must be installed.
 
     Raises:
         ConfigError: no implementation has that name, or a plugin's module does not import.
@@ -126,7 +121,12 @@ def load_plugin(group: str, name: str) -> Any:
     """
     target = BUILTINS[group].get(name)
     if target is not None:
-        return _import(target)
+        found_class = _import(target)
+        if check_requires:
+            require_modules(
+                tuple(getattr(found_class, "REQUIRES", ())), getattr(found_class, "EXTRA", None)
+            )
+        return found_class
     found = _installed(group).get(name)
     if found is None:
         known = ", ".join(repr(n) for n in plugin_names(group))
@@ -151,8 +151,8 @@ def _import(target: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        missing = (exc.name or "").split(".")[0]
-        if missing in _EXTRAS:
-            raise MissingDependency(missing, _EXTRAS[missing]) from exc
+        missing = missing_extra(exc)
+        if missing is not None:
+            raise missing from exc
         raise
     return getattr(module, attr)

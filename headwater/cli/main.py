@@ -14,7 +14,8 @@ interrupts.install()
 try:
     # isort: off
     from headwater.cli import project  # noqa: F401  (registers init, quickstart)
-    from headwater.cli import pipeline, reading, serving  # noqa: F401  (register the rest)
+    from headwater.cli import pipeline, reading  # noqa: F401  (apply … materialize; get … quality)
+    from headwater.cli import catalog, serving  # noqa: F401  (views … quarantine; serve)
     from headwater.cli.app import app
 
     # isort: on

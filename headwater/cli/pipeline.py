@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from headwater.cli.app import Repo, Views, app, errors, make_console, open_store
+from headwater.cli.app import Repo, Views, app, errors, make_console, open_store, resolve_repo
 
 
 # ---------------------------------------------------------------------- pipeline
@@ -115,10 +115,11 @@ def backfill(
     views: Views = None,
     repo: Repo = Path("."),
     start: Annotated[
-        datetime, typer.Option(help="First event time to recompute (UTC).")
+        datetime, typer.Option(metavar="TIME", help="First event time to recompute (UTC).")
     ] = datetime(1970, 1, 1),
     end: Annotated[
-        datetime | None, typer.Option(help="End of the period, exclusive (UTC; default now).")
+        datetime | None,
+        typer.Option(metavar="TIME", help="End of the period, exclusive (UTC; default now)."),
     ] = None,
     wait: Wait = 0.0,
 ) -> None:
@@ -180,18 +181,25 @@ def stream(
         ),
     ] = False,
     workers: Annotated[
-        int, typer.Option("--workers", "-w", min=1, help="Worker processes sharing the topics.")
+        int,
+        typer.Option(
+            "--workers", "-w", metavar="N", min=1, help="Worker processes sharing the topics."
+        ),
     ] = 1,
     reset: Annotated[
         bool,
         typer.Option("--reset", help="Forget saved offsets and window state first (start over)."),
     ] = False,
     max_batch: Annotated[
-        int, typer.Option("--max-batch", min=1, help="Most messages per micro-batch.")
+        int, typer.Option("--max-batch", metavar="N", min=1, help="Most messages per micro-batch.")
     ] = 200_000,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", help="Serve Prometheus metrics on this port (/metrics)."),
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve Prometheus metrics on this port (/metrics).",
+        ),
     ] = None,
     repo: Repo = Path("."),
 ) -> None:
@@ -214,7 +222,7 @@ def stream(
         if workers > 1:
             store.close()
             code = streaming.run_workers(
-                repo,
+                resolve_repo(repo),
                 list(views or []),
                 workers=workers,
                 until_caught_up=until_caught_up,

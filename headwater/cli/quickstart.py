@@ -3,17 +3,24 @@
 Generates users (a CSV of profiles with corrections), orders (a SQLite table, or a PostgreSQL
 table when ``--postgres DSN`` is given) and click events (hive-partitioned Parquet), then
 applies, runs, materializes, prints online features and writes a point-in-time training set.
+
+The project is named after its folder (so two demos never share Redis keys or registry rows).
+In PostgreSQL the demo only ever touches its own schema, ``headwater_demo_<name>``: refused
+when it exists unless ``force``. A quickstart that fails removes what it made (the folder's
+contents and the schema it created), so it can simply be run again.
 """
 
 from __future__ import annotations
 
 import random
-import sqlite3
+import re
+import shutil
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from headwater.cli.demo_data import create_schema, drop_schema, generate
 from headwater.errors import HeadwaterError
 
 DEFINITIONS = '''\
@@ -55,33 +62,93 @@ SQLITE_ORDERS = (
     '                      primary_key=["order_id"])'
 )
 POSTGRES_ORDERS = (
-    'PostgresSource("orders", connection="app_db", table="public.orders",\n'
+    'PostgresSource("orders", connection="app_db", table="{schema}.orders",\n'
     '                        timestamp_field="created_at", cursor_field="updated_at",\n'
     '                        primary_key=["order_id"])'
 )
-COUNTRIES = ["fr", "de", "us", "gb", "es", "it", "nl", "se"]
-PAGES = 200
+
+
+def project_name(directory: Path) -> str:
+    """The project name of a demo in ``directory``: the folder's name, made a valid name."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", directory.resolve().name) or "demo"
+    return name if re.match(r"[A-Za-z_]", name) else f"demo_{name}"
+
+
+def demo_schema(name: str) -> str:
+    """The PostgreSQL schema of the demo project ``name`` (a plain, unquoted identifier)."""
+    return f"headwater_demo_{re.sub(r'[^a-z0-9_]', '_', name.lower())}"[:63]
 
 
 def run_quickstart(
-    directory: Path, *, users: int, days: int, console: Any, postgres: str | None = None
+    directory: Path,
+    *,
+    users: int,
+    days: int,
+    console: Any,
+    postgres: str | None = None,
+    force: bool = False,
 ) -> None:
-    """Create the demo project in ``directory`` and run it end to end."""
+    """Create the demo project in ``directory`` and run it end to end.
+
+    Raises:
+        HeadwaterError: ``directory`` is not empty, the demo schema exists (without ``force``),
+            or a step failed; whatever this call made is removed first.
+    """
+    if users < 1:
+        raise HeadwaterError(f"--users {users}: must be at least 1", fix="pass --users 1000")
+    if days < 1:
+        raise HeadwaterError(f"--days {days}: must be at least 1", fix="pass --days 14")
+    if directory.exists() and any(directory.iterdir()):
+        raise HeadwaterError(
+            f"{directory} exists and is not empty", fix="pick a new folder, e.g. demo2"
+        )
+    existed = directory.exists()
+    made_schema: list[str] = []
+    try:
+        _build(
+            directory,
+            users=users,
+            days=days,
+            console=console,
+            postgres=postgres,
+            force=force,
+            made_schema=made_schema,
+        )
+    except BaseException:
+        # Leave nothing half-made behind: the rerun must not be blocked by it.
+        if existed:
+            for child in directory.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+        if postgres and made_schema:
+            drop_schema(postgres, made_schema[0])
+        raise
+
+
+def _build(
+    directory: Path,
+    *,
+    users: int,
+    days: int,
+    console: Any,
+    postgres: str | None,
+    force: bool,
+    made_schema: list[str],
+) -> None:
     from headwater.cli.progress import Progress
     from headwater.feature_store import FeatureStore
     from headwater.observability import configure_logging
 
     configure_logging()
     started = time.perf_counter()
-    if directory.exists() and any(directory.iterdir()):
-        raise HeadwaterError(
-            f"{directory} exists and is not empty", fix="pick a new folder, e.g. demo2"
-        )
     rng = random.Random(42)
     now = datetime.now(UTC).replace(microsecond=0)
     data = directory / "data"
     data.mkdir(parents=True)
-    config = "project: demo\n"
+    name = project_name(directory)
+    schema = demo_schema(name)
+    config = f"project: {name}\n"
     if postgres:
         config += f'connections:\n  app_db: {{type: postgres, dsn: "{postgres}"}}\n'
     (directory / "headwater.yaml").write_text(config)
@@ -89,25 +156,30 @@ def run_quickstart(
     (directory / "shop.py").write_text(
         DEFINITIONS.format(
             orders_kind=orders_kind,
-            orders_source=POSTGRES_ORDERS if postgres else SQLITE_ORDERS,
+            orders_source=POSTGRES_ORDERS.format(schema=schema) if postgres else SQLITE_ORDERS,
         )
     )
-    console.print(f"[bold]headwater quickstart[/] → {directory}")
+    console.print(f"[bold]headwater quickstart[/] → {directory} (project {name})")
     with Progress() as progress:
+        if postgres:
+            create_schema(postgres, schema, force=force)
+            made_schema.append(schema)
         with progress.task("generating data"):
-            counts = _generate(data, rng, now, users=users, days=days, postgres=postgres)
+            counts = generate(
+                data, rng, now, users=users, days=days, postgres=postgres, schema=schema
+            )
         console.print(
             f"generated {users} users, {counts['orders']} orders, {counts['clicks']} clicks "
-            f"over {days} days"
+            f"over {days} days" + (f" (orders in PostgreSQL schema {schema})" if postgres else "")
         )
         store = FeatureStore(directory)
         try:
             with progress.task("applying the definitions"):
                 report = store.apply()
             console.print(f"applied {len(report.views)} feature views")
-            for name in sorted(store.definitions.views):
-                with progress.task(f"running {name}") as steps:
-                    (result,) = store.run([name], on_step=steps.step, on_rows=steps.rows)
+            for view in sorted(store.definitions.views):
+                with progress.task(f"running {view}") as steps:
+                    (result,) = store.run([view], on_step=steps.step, on_rows=steps.rows)
                 progress.print(
                     console,
                     f"  ran {result.view}: {result.rows_in} rows in → {result.inserted} rows "
@@ -128,131 +200,6 @@ def run_quickstart(
         f"  headwater get user_orders_lifetime:spend_total --entity user_id=1 --repo {directory}\n"
         f"  headwater serve --repo {directory}"
     )
-
-
-def _generate(
-    data: Path,
-    rng: random.Random,
-    now: datetime,
-    *,
-    users: int,
-    days: int,
-    postgres: str | None,
-) -> dict[str, int]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    start = now - timedelta(days=days)
-    span = int((now - start).total_seconds())
-    # Profiles: one row per user, plus corrections written later for some users.
-    profile_rows: dict[str, list[Any]] = {
-        k: [] for k in ("user_id", "age", "country", "plan", "updated_at", "ingested_at")
-    }
-    for user_id in range(1, users + 1):
-        updated = start + timedelta(seconds=rng.randrange(span // 4))
-        versions = 2 if user_id % 10 == 0 else 1
-        for version in range(versions):
-            when = updated + timedelta(days=version * 3)
-            profile_rows["user_id"].append(user_id)
-            profile_rows["age"].append(rng.randint(18, 80))
-            profile_rows["country"].append(rng.choice(COUNTRIES))
-            profile_rows["plan"].append(rng.choice(["free", "free", "premium"]))
-            profile_rows["updated_at"].append(when)
-            profile_rows["ingested_at"].append(when + timedelta(minutes=5))
-    pacsv.write_csv(pa.table(profile_rows), data / "profiles.csv")
-
-    # Orders: a few per user.
-    orders = []
-    for order_id in range(1, users * 5 + 1):
-        created = start + timedelta(seconds=rng.randrange(span))
-        status = rng.choice(["paid", "paid", "paid", "refunded", "new"])
-        orders.append(
-            (
-                order_id,
-                rng.randint(1, users),
-                round(rng.uniform(5, 300), 2),
-                status,
-                created,
-                created + timedelta(minutes=rng.randint(0, 60)),
-            )
-        )
-    if postgres:
-        _orders_to_postgres(postgres, orders)
-    else:
-        _orders_to_sqlite(data / "shop.db", orders)
-
-    # Clicks: hive-partitioned Parquet, one folder per day.
-    per_day: dict[str, dict[str, list[Any]]] = {}
-    clicks = users * 40
-    for _ in range(clicks):
-        when = start + timedelta(seconds=rng.randrange(span))
-        bucket = per_day.setdefault(
-            when.strftime("%Y-%m-%d"), {"user_id": [], "page_id": [], "event_timestamp": []}
-        )
-        bucket["user_id"].append(rng.randint(1, users))
-        bucket["page_id"].append(rng.randint(1, PAGES))
-        bucket["event_timestamp"].append(when)
-    for day, columns in per_day.items():
-        folder = data / "clicks" / f"date={day}"
-        folder.mkdir(parents=True)
-        table = pa.table(
-            {
-                "user_id": pa.array(columns["user_id"], pa.int64()),
-                "page_id": pa.array(columns["page_id"], pa.int32()),
-                "event_timestamp": pa.array(columns["event_timestamp"], pa.timestamp("ms", "UTC")),
-            }
-        )
-        pq.write_table(table, folder / "part-0.parquet")
-    return {"orders": len(orders), "clicks": clicks}
-
-
-def _orders_to_sqlite(path: Path, orders: list[tuple[Any, ...]]) -> None:
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute(
-            "CREATE TABLE orders (order_id INTEGER PRIMARY KEY, user_id INTEGER, amount REAL, "
-            "status TEXT, created_at TIMESTAMP, updated_at TIMESTAMP)"
-        )
-        conn.executemany(
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?)",
-            [(*o[:4], o[4].isoformat(), o[5].isoformat()) for o in orders],
-        )
-    conn.close()
-
-
-def _orders_to_postgres(dsn: str, orders: list[tuple[Any, ...]]) -> None:
-    from headwater.errors import ConnectionFailed, MissingDependency
-    from headwater.observability import redact
-
-    try:
-        import psycopg
-    except ImportError as exc:
-        raise MissingDependency("psycopg", "postgres") from exc
-    try:
-        conn = psycopg.connect(dsn, autocommit=False)
-    except psycopg.OperationalError as exc:
-        raise ConnectionFailed(
-            f"quickstart: cannot connect to PostgreSQL at {redact(dsn)}: "
-            f"{str(exc).strip().splitlines()[-1]}",
-            fix="check --postgres",
-        ) from None
-    with conn:
-        conn.execute("DROP TABLE IF EXISTS public.orders")
-        conn.execute(
-            "CREATE TABLE public.orders (order_id bigint PRIMARY KEY, user_id bigint, "
-            "amount numeric(10,2), status text, created_at timestamptz, updated_at timestamptz)"
-        )
-        with (
-            conn.cursor() as cur,
-            cur.copy(
-                "COPY public.orders (order_id, user_id, amount, status, created_at, updated_at) "
-                "FROM STDIN"
-            ) as copy,
-        ):
-            for order in orders:
-                copy.write_row(order)
-    conn.close()
 
 
 def _show_online(store: Any, console: Any) -> None:

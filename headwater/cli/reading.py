@@ -2,64 +2,37 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from headwater.cli.app import Repo, Views, app, errors, make_console, open_store
+from headwater.cli.app import Json, Repo, Views, app, errors, make_console, open_store
+from headwater.cli.entities import parse_entity
+from headwater.cli.output import Cell, jsonable, print_json, print_table, text
 from headwater.cli.pipeline import run_with_progress
 
-
 # ---------------------------------------------------------------------- retrieval
-def _parse_value(text: str) -> Any:
-    try:
-        return int(text)
-    except ValueError:
-        try:
-            return float(text)
-        except ValueError:
-            return text
-
-
-def _parse_entity(spec: str) -> dict[str, Any]:
-    from headwater.errors import DefinitionError
-
-    row: dict[str, Any] = {}
-    for part in spec.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise DefinitionError(
-                f"--entity {spec!r} is not of the form key=value[,key=value]",
-                fix="e.g. --entity user_id=1",
-            )
-        row[key.strip()] = _parse_value(value.strip())
-    return row
-
-
-def _jsonable(value: Any) -> Any:
-    from datetime import date
-    from decimal import Decimal
-
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
+_jsonable = jsonable
 
 
 @app.command()
 def get(
-    features: Annotated[list[str], typer.Argument(help="Features as VIEW:FEATURE.")],
+    features: Annotated[
+        list[str], typer.Argument(metavar="VIEW:FEATURE...", help="Features as VIEW:FEATURE.")
+    ],
     entity: Annotated[
-        list[str], typer.Option("--entity", "-e", help="An entity row: key=value[,key=value].")
+        list[str],
+        typer.Option(
+            "--entity",
+            "-e",
+            metavar="KEY=VALUE[,KEY=VALUE]",
+            help="An entity row (repeat for several).",
+        ),
     ],
     repo: Repo = Path("."),
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_json: Json = False,
     full_names: Annotated[
         bool, typer.Option("--full-names", help="Name columns view__feature.")
     ] = False,
@@ -67,24 +40,13 @@ def get(
     """Read online feature values for one or more entities."""
     with errors():
         store = open_store(repo)
-        rows = [_parse_entity(spec) for spec in entity]
+        rows = [parse_entity(spec) for spec in entity]
         result = store.get_online_features(features, rows, full_feature_names=full_names).to_dict()
         store.close()
     if as_json:
-        typer.echo(json.dumps({k: [_jsonable(v) for v in vs] for k, vs in result.items()}))
+        print_json(result)
         return
-    from rich.table import Table
-
-    table = Table()
-    for column in result:
-        table.add_column(column)
-    for index in range(len(rows)):
-        table.add_row(*(_show(result[c][index]) for c in result))
-    make_console().print(table)
-
-
-def _show(value: Any) -> str:
-    return "∅" if value is None else str(_jsonable(value))
+    print_table(list(result), [[text(result[c][i]) for c in result] for i in range(len(rows))])
 
 
 def _read_table(path: Path) -> Any:
@@ -111,19 +73,31 @@ def _read_table(path: Path) -> Any:
 @app.command()
 def history(
     entities: Annotated[
-        Path, typer.Option(help="Entity rows: join keys + event_timestamp (.parquet/.csv).")
+        Path,
+        typer.Option(
+            metavar="PATH", help="Entity rows: join keys + event_timestamp (.parquet/.csv)."
+        ),
     ],
-    features: Annotated[list[str], typer.Option("--features", "-f", help="VIEW:FEATURE")],
-    output: Annotated[Path, typer.Option(help="Where to write the training set.")],
+    features: Annotated[
+        list[str],
+        typer.Option("--features", "-f", metavar="VIEW:FEATURE[,...]", help="Features to join."),
+    ],
+    output: Annotated[Path, typer.Option(metavar="PATH", help="Where to write the training set.")],
     repo: Repo = Path("."),
     full_names: Annotated[
         bool, typer.Option("--full-names", help="Name columns view__feature.")
     ] = False,
 ) -> None:
-    """Write a point-in-time correct training set."""
+    """Write a point-in-time correct training set (.parquet or .csv)."""
     from headwater.cli.progress import Progress
+    from headwater.errors import ConfigError
 
     with errors(), Progress() as progress:
+        if output.suffix.lower() not in _OUTPUT_SUFFIXES:
+            raise ConfigError(
+                f"--output {output}: cannot write {output.suffix or 'a file without an extension'}",
+                fix="name a .parquet or .csv file",
+            )
         store = open_store(repo)
         names = [name for item in features for name in item.split(",") if name]
         with progress.task(f"reading {entities}"):
@@ -138,6 +112,10 @@ def history(
     typer.echo(f"wrote {table.num_rows} rows to {output}")
 
 
+_OUTPUT_SUFFIXES = (".parquet", ".pq", ".csv")
+"""The training-set files ``history --output`` writes."""
+
+
 def _write_table(table: Any, path: Path) -> None:
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -150,60 +128,95 @@ def _write_table(table: Any, path: Path) -> None:
 
 
 @app.command()
-def status(repo: Repo = Path(".")) -> None:
+def status(repo: Repo = Path("."), as_json: Json = False) -> None:
     """Feature views with their last run, row counts and freshness."""
     from datetime import UTC
-
-    from rich.table import Table
 
     with errors():
         store = open_store(repo)
         rows = store.status()
         store.close()
-    table = Table(title=f"project {store.config.project}")
+    if as_json:
+        print_json({"project": store.config.project, "views": [_status_json(r) for r in rows]})
+        return
     columns = ("view", "shape", "entity", "source", "last run", "rows", "newest event", "age")
-    for column in (*columns, "quality"):
-        table.add_column(column)
     now = datetime.now(UTC)
+    table: list[list[Cell]] = []
     for item in rows:
-        run_text = "never"
+        run_cell: Cell = "never"
         if item.last_run is not None:
             run = item.last_run
             colour = _RUN_COLOURS.get(run.status, "yellow")
-            run_text = f"[{colour}]{run.status}[/] {run.started_at:%Y-%m-%d %H:%M:%S}"
+            run_cell = (f"{run.status} {run.started_at:%Y-%m-%d %H:%M:%S}", colour)
         newest = item.latest_event
-        age = "-" if newest is None else _age(now - newest)
-        table.add_row(
-            item.name,
-            item.shape,
-            item.entity,
-            item.source,
-            run_text,
-            str(item.offline_rows),
-            "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S}",
-            age,
-            _quality_summary(item.quality, item.last_run),
+        table.append(
+            [
+                item.name,
+                item.shape,
+                item.entity,
+                item.source,
+                run_cell,
+                str(item.offline_rows),
+                "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S}",
+                "-" if newest is None else _age(now - newest),
+                _quality_summary(item.quality, item.last_run),
+            ]
         )
-    make_console().print(table)
+    print_table([*columns, "quality"], table, title=f"project {store.config.project}")
 
 
-def _quality_summary(results: list[Any], run: Any) -> str:
+def _status_json(item: Any) -> dict[str, Any]:
+    run = item.last_run
+    return {
+        "view": item.name,
+        "shape": item.shape,
+        "entity": item.entity,
+        "source": item.source,
+        "offline_rows": item.offline_rows,
+        "newest_event": item.latest_event,
+        "materialized_seq": item.materialized_seq,
+        "last_run": None if run is None else _run_json(run),
+        "quality": [_check_json(r) for r in item.quality],
+    }
+
+
+def _run_json(run: Any) -> dict[str, Any]:
+    seconds = None if run.ended_at is None else (run.ended_at - run.started_at).total_seconds()
+    return {
+        "run_id": run.run_id,
+        "view": run.view,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "seconds": seconds,
+        "rows_in": run.rows_in,
+        "rows_out": run.rows_out,
+        "error": run.error,
+        "details": run.details,
+    }
+
+
+def _check_json(record: Any) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in vars(record).items()} | {"columns": list(record.columns)}
+
+
+def _quality_summary(results: list[Any], run: Any) -> Cell:
     """``ok (3 checks)``, or what went wrong in the last run's checks."""
     if not results:
         return "-"
     actions = [r.action for r in results]
-    parts = [
-        f"[{colour}]{actions.count(action)} {action}[/]"
-        for action, colour in (("failed", "red"), ("quarantined", "yellow"), ("warned", "yellow"))
-        if action in actions
-    ]
+    parts = [f"{actions.count(action)} {action}" for action in _BAD if action in actions]
     rows = (run.details or {}).get("rows_quarantined") if run is not None else None
     if rows:
-        parts.append(f"[yellow]{rows} rows set aside[/]")
-    return ", ".join(parts) or f"[green]ok[/] ({len(results)} checks)"
+        parts.append(f"{rows} rows set aside")
+    if not parts:
+        return (f"ok ({len(results)} checks)", "green")
+    return (", ".join(parts), "red" if "failed" in actions else "yellow")
 
 
-_RUN_COLOURS = {"success": "green", "failed": "red", "aborted": "red"}
+_BAD = ("failed", "quarantined", "warned")
+_RUN_COLOURS = {"success": "green", "failed": "red", "interrupted": "red", "aborted": "red"}
 _ACTION_COLOURS = {"passed": "green", "warned": "yellow", "quarantined": "yellow", "failed": "red"}
 
 
@@ -214,10 +227,9 @@ def check(
     full: Annotated[
         bool, typer.Option(help="Read sources from the start, not from their cursors.")
     ] = False,
+    as_json: Json = False,
 ) -> None:
     """Run the data-quality checks alone, writing nothing (a dry run for a new source)."""
-    from rich.table import Table
-
     console = make_console()
     with errors():
         store = open_store(repo)
@@ -226,78 +238,88 @@ def check(
             "checking", names, lambda v, on_step: store.check(v, full=full, on_step=on_step)
         )
         store.close()
-    failed = False
-    for report in reports:
+    failed = any(report.failed for report in reports)
+    if as_json:
+        print_json(
+            [
+                {
+                    "view": report.view,
+                    "failed": report.failed,
+                    "results": [
+                        {"stage": stage} | _check_json(result) for stage, result in report.results
+                    ],
+                }
+                for report in reports
+            ]
+        )
+    for report in [] if as_json else reports:
         if not report.results:
             console.print(f"{report.view}: no checks")
             continue
-        table = Table(title=f"{report.view} (dry run: nothing written)")
-        for column in ("stage", "check", "severity", "result", "rows", "failed", "detail"):
-            table.add_column(column)
-        for stage, result in report.results:
-            colour = _ACTION_COLOURS.get(result.action, "white")
-            table.add_row(
-                stage,
-                result.check,
-                result.severity,
-                f"[{colour}]{result.action}[/]",
-                str(result.rows_checked),
-                str(result.rows_failed),
-                result.message.partition(": ")[2],
-            )
-        console.print(table)
-        failed = failed or report.failed
+        console.print(f"[bold]{report.view}[/] (dry run: nothing written)", soft_wrap=True)
+        print_table(
+            ("stage", "check", "severity", "result", "rows", "failed", "detail"),
+            [
+                [
+                    stage,
+                    result.check,
+                    result.severity,
+                    (result.action, _ACTION_COLOURS.get(result.action, "white")),
+                    str(result.rows_checked),
+                    str(result.rows_failed),
+                    result.message.partition(": ")[2],
+                ]
+                for stage, result in report.results
+            ],
+            console=console,
+        )
     if failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def quality(
-    view: Annotated[str | None, typer.Argument(help="A feature view (default: all).")] = None,
+    view: Annotated[
+        str | None, typer.Argument(metavar="[VIEW]", help="A feature view (default: all).")
+    ] = None,
     repo: Repo = Path("."),
-    run: Annotated[str | None, typer.Option("--run", help="Results of this run id.")] = None,
-    runs: Annotated[int, typer.Option(help="How many recent runs per view.")] = 1,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    run: Annotated[
+        str | None, typer.Option("--run", metavar="ID", help="Results of this run id.")
+    ] = None,
+    runs: Annotated[int, typer.Option(metavar="N", help="How many recent runs per view.")] = 1,
+    as_json: Json = False,
 ) -> None:
     """Data-quality results recorded by recent runs."""
-    from rich.table import Table
-
     with errors():
         store = open_store(repo)
         records = store.quality(view, run_id=run, runs=runs)
         store.close()
     if as_json:
-        typer.echo(
-            json.dumps(
-                [
-                    {k: _jsonable(v) for k, v in vars(r).items()} | {"columns": list(r.columns)}
-                    for r in records
-                ]
-            )
-        )
+        print_json([_check_json(r) for r in records])
         return
     if not records:
         typer.echo("no check results recorded yet (declare checks=[...] and run)")
         return
-    table = Table(title="data quality")
-    for column in ("view", "run", "stage", "check", "severity", "result", "rows", "failed"):
-        table.add_column(column)
-    table.add_column("sample")
-    for r in records:
-        colour = _ACTION_COLOURS.get(r.action, "white")
-        table.add_row(
-            r.view,
-            r.run_id[:12],
-            r.stage,
-            r.check,
-            r.severity,
-            f"[{colour}]{r.action}[/]",
-            str(r.rows_checked),
-            str(r.rows_failed),
-            ", ".join(str(_jsonable(v)) for v in r.sample[:3]),
-        )
     console = make_console()
-    console.print(table)
+    print_table(
+        ("view", "run", "stage", "check", "severity", "result", "rows", "failed", "sample"),
+        [
+            [
+                r.view,
+                r.run_id,
+                r.stage,
+                r.check,
+                r.severity,
+                (r.action, _ACTION_COLOURS.get(r.action, "white")),
+                str(r.rows_checked),
+                str(r.rows_failed),
+                ", ".join(text(v) for v in r.sample[:3]),
+            ]
+            for r in records
+        ],
+        title="data quality",
+        console=console,
+    )
     for r in records:
         if r.action != "passed":
             console.print(f"[{_ACTION_COLOURS.get(r.action, 'white')}]{r.action}[/] {r.message}")

@@ -9,15 +9,21 @@ import typer
 
 from headwater.cli.app import Repo, app, errors, open_store
 
+DEFAULT_PORT = 8566
+"""``headwater.server.DEFAULT_PORT``, repeated so that ``--help`` imports no server code."""
+
 
 @app.command()
 def serve(
     repo: Repo = Path("."),
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 6566,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = DEFAULT_PORT,
     token_env: Annotated[
         str | None,
-        typer.Option(help="Name of an environment variable holding a bearer token to require."),
+        typer.Option(
+            metavar="VAR",
+            help="Name of an environment variable holding a bearer token to require.",
+        ),
     ] = None,
 ) -> None:
     """Serve online features over HTTP, with /metrics and a dashboard at /."""

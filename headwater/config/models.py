@@ -12,11 +12,12 @@ beside their implementations, derive from the base of their group, narrow ``type
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, field_validator
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from headwater.errors import ConfigError
@@ -73,12 +74,42 @@ class EngineConfig(PluginConfig):
 
     group: ClassVar[str] = "headwater.engines"
     memory_limit: str | None = None
-    """Memory the engine may use (e.g. ``"2GB"``); larger work spills to ``temp_directory``.
-    The offline store's writer stays under it too."""
-    threads: int | None = None
-    """Threads (default: the CPUs this process may run on)."""
+    """Memory the engine may use (e.g. ``"2GB"``, ``"512MiB"``; at least 64 MiB); larger work
+    spills to ``temp_directory``. The offline store's writer stays under it too."""
+    threads: int | None = Field(default=None, ge=1)
+    """Threads, at least 1 (default: the CPUs this process may run on)."""
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        found = _MEMORY_SIZE.fullmatch(value)
+        if found is None:
+            raise PydanticCustomError(
+                "memory_size",
+                "{value} is not a memory size: write a number and a unit, e.g. 2GB or 512MiB "
+                "(units: KB, MB, GB, TB, KiB, MiB, GiB, TiB)",
+                {"value": repr(value)},
+            )
+        size = float(found.group(1)) * _MEMORY_UNITS[found.group(2).lower()]
+        if size < _MIN_MEMORY:
+            raise PydanticCustomError(
+                "memory_size", "{value} is too small: at least 64MiB", {"value": repr(value)}
+            )
+        return value
+
     temp_directory: str = ".headwater/tmp"
     """Local folder for spilled and spooled data (the engine's, and partitioned reads')."""
+
+
+_MEMORY_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|[KMGT])\s*", re.IGNORECASE)
+_MEMORY_UNITS = {
+    f"{prefix.lower()}{suffix}": float(base**power)
+    for power, prefix in enumerate("KMGT", start=1)
+    for suffix, base in (("b", 1000), ("", 1000), ("ib", 1024))
+}
+_MIN_MEMORY = 64 * 1024**2
 
 
 def plugin_model(group: str, name: str) -> type[PluginConfig]:
@@ -88,7 +119,7 @@ def plugin_model(group: str, name: str) -> type[PluginConfig]:
         ConfigError: ``name`` is not registered, or its implementation declares no model
             derived from the group's base class.
     """
-    found = load_plugin(group, name)
+    found = load_plugin(group, name, check_requires=False)  # reading a model needs no driver
     is_model = isinstance(found, type) and issubclass(found, BaseModel)
     model = found if is_model else getattr(found, "config_model", None)
     base = _BASES[group]

@@ -34,12 +34,15 @@ class Scan:
         rows_read: called after the relation was consumed; rows the source yielded.
         one_shot: the relation is a stream that can be read once (a registered Arrow reader),
             which the runner stages in DuckDB before using it.
+        empty: the source has no rows (no file matches, or every file is empty) and no
+            relation; the runner reads an empty table of the columns recorded at ``apply``.
     """
 
     relation: str
     checkpoint: Callable[[], Any] = field(default=lambda: None)
     rows_read: Callable[[], int | None] = field(default=lambda: None)
     one_shot: bool = False
+    empty: bool = False
 
 
 class SourceConnector(Protocol):

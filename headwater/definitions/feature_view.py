@@ -29,6 +29,7 @@ from headwater.definitions.sources import Source
 from headwater.definitions.steps import Step, step_list
 from headwater.definitions.windows import Window
 from headwater.errors import DefinitionError
+from headwater.sql import not_one_expression
 
 RESERVED_COLUMNS = frozenset({"event_timestamp", "created_timestamp", "event_date"})
 
@@ -130,6 +131,13 @@ class FeatureView:
                     raise DefinitionError(
                         f"view {name!r}: feature {feature!r} needs a SQL expression string",
                         fix=f'features={{"{feature}": "column_name"}}',
+                    )
+                problem = not_one_expression(expression)
+                if problem:
+                    raise DefinitionError(
+                        f"view {name!r}: feature {feature!r}: {problem}",
+                        fix="write one SQL expression over the source's columns (no `;`, no "
+                        "clause of its own)",
                     )
             found = dict(features)
         elif isinstance(features, list | tuple):

@@ -13,6 +13,7 @@ normalises its fields in ``__post_init__``. Database tables (PostgreSQL, SQLite)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -75,7 +76,7 @@ class Source:
         """A JSON-able description (parameter values such as dates become strings)."""
         spec: dict[str, Any] = {"kind": self.kind}
         for key, value in self.__dict__.items():
-            if (key, value) in (("checks", ()), ("schema_mode", "evolve")):
+            if (key, value) in (("checks", ()), ("schema_mode", "evolve"), ("columns", {})):
                 continue  # defaults stay out, so specs of sources without checks do not change
             if key == "checks":
                 spec[key] = [c.to_spec() for c in value]
@@ -88,6 +89,7 @@ class Source:
 
 
 _FORMATS = ("csv", "json", "parquet")
+_TYPE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*(\([0-9, ]+\))?")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,7 +106,11 @@ class FileSource(Source):
         format: ``csv``, ``json`` or ``parquet``; guessed from the path's extension when omitted.
         hive_partitioning: read ``key=value`` folder names as columns (default: on for folders
             and globs that cross such folders).
-        options: extra reader options (for CSV: ``delim``, ``header``, ``quote``, ...).
+        options: extra reader options (for CSV: ``delim``, ``header``, ``quote``,
+            ``null_padding``, ...).
+        columns: column types to read every file as, ``{"amount": "DOUBLE"}`` (DuckDB type
+            names): each file's column is cast to it, for files that disagree on a column's
+            type and CSV files that have a header and no rows.
         primary_key: optional key columns.
         description, checks, schema_mode: as for every source (:class:`Source`).
     """
@@ -115,10 +121,19 @@ class FileSource(Source):
     format: str | None = None
     hive_partitioning: bool | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "options", dict(self.options or {}))
+        object.__setattr__(self, "columns", dict(self.columns or {}))
+        for column, type_name in self.columns.items():
+            if not isinstance(type_name, str) or not _TYPE_NAME.fullmatch(type_name):
+                raise DefinitionError(
+                    f"file source {self.name!r}: columns[{column!r}] = {type_name!r} is not a "
+                    "type name",
+                    fix="use a DuckDB type such as 'DOUBLE', 'BIGINT', 'VARCHAR', 'TIMESTAMP'",
+                )
         if not self.path:
             raise DefinitionError(
                 f"file source {self.name!r} has no path", fix="path='data/x/*.parquet'"

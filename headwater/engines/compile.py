@@ -1,10 +1,12 @@
 """Compile feature views into DuckDB SQL over a source relation.
 
-The SQL implements the brief's semantics exactly: event times become integer milliseconds,
+The SQL implements the brief's semantics exactly: window arithmetic is in integer milliseconds,
 windows align to the epoch and are ``[start, end)``, a window row's ``event_timestamp`` is its
-end, and projections keep one row per (keys, event_timestamp), the greatest created timestamp
-winning. Rows without an event time or a join key cannot be placed and are left out; the
-engine counts them so the run reports them.
+end, a projection row keeps its source's time to the microsecond, a lifetime row stands at the
+millisecond at or after its last event (never before a value it includes), and projections keep
+one row per (keys, event_timestamp), the greatest created timestamp winning. Rows without an
+event time or a join key cannot be placed and are left out; the engine counts them so the run
+reports them.
 """
 
 from __future__ import annotations
@@ -23,24 +25,46 @@ if TYPE_CHECKING:
 _MIN_BIGINT = "(-9223372036854775807 - 1)"
 
 
-def event_ms_sql(column: str, arrow_type: pa.DataType | None) -> str:
+def event_ms_sql(column: str, arrow_type: pa.DataType | None, *, ceil: bool = False) -> str:
     """SQL turning a source time column into epoch milliseconds (integers are taken as ms).
 
     Finer times are floored to the millisecond (DuckDB's ``epoch_ms`` and casts from
-    nanoseconds round, which would move an event just before a window end into the next one).
+    nanoseconds round, which would move an event just before a window end into the next one):
+    the window an event belongs to is the window of its floored time, exactly. With ``ceil``
+    they are rounded up instead, for a time that stamps a value (a lifetime aggregation's row):
+    a value never stands at a time before an event it includes.
     """
     import pyarrow as pa
 
     if arrow_type is not None and pa.types.is_integer(arrow_type):
         return f"CAST({q(column)} AS BIGINT)"
+    divide = _ceil_div if ceil else _floor_div
     if arrow_type is not None and pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
-        return _floor_div(f"epoch_ns({q(column)})", 1_000_000)
-    return _floor_div(f"epoch_us(CAST({q(column)} AS TIMESTAMPTZ))", 1_000)
+        return divide(f"epoch_ns({q(column)})", 1_000_000)
+    return divide(f"epoch_us(CAST({q(column)} AS TIMESTAMPTZ))", 1_000)
+
+
+def event_us_sql(column: str, arrow_type: pa.DataType | None) -> str:
+    """SQL turning a source time column into epoch microseconds, the precision of DuckDB's
+    and the offline stores' timestamps: a finer (nanosecond) time is rounded up, never down,
+    so no point-in-time join can take the value before its time (decision 26)."""
+    import pyarrow as pa
+
+    if arrow_type is not None and pa.types.is_integer(arrow_type):
+        return f"(CAST({q(column)} AS BIGINT) * 1000)"
+    if arrow_type is not None and pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        return _ceil_div(f"epoch_ns({q(column)})", 1_000)
+    return f"epoch_us(CAST({q(column)} AS TIMESTAMPTZ))"
 
 
 def _floor_div(expr: str, divisor: int) -> str:
     """SQL for ``floor(expr / divisor)`` on integers (DuckDB's ``//`` truncates toward zero)."""
     return f"((({expr}) - {floormod_sql(expr, divisor)}) // {divisor})"
+
+
+def _ceil_div(expr: str, divisor: int) -> str:
+    """SQL for ``ceil(expr / divisor)`` on integers."""
+    return f"(-{_floor_div(f'-({expr})', divisor)})"
 
 
 def ms_to_ts_sql(expr: str) -> str:
@@ -49,6 +73,11 @@ def ms_to_ts_sql(expr: str) -> str:
     Built from microseconds: a cast of ``epoch_ms``'s naive timestamp would read it in the
     session's time zone, row by row (about ten times slower, and wrong outside UTC)."""
     return f"make_timestamptz(CAST({expr} AS BIGINT) * 1000)"
+
+
+def us_to_ts_sql(expr: str) -> str:
+    """SQL for the instant ``expr`` epoch microseconds stand for, as a ``TIMESTAMPTZ``."""
+    return f"make_timestamptz(CAST({expr} AS BIGINT))"
 
 
 @dataclass(frozen=True)
@@ -87,7 +116,10 @@ def compile_view(
     ts_ms = event_ms_sql(view.source.timestamp_field, ts_type)
     valid = _placeable(view)
     if view.kind == "projection":
-        return _projection(view, relation, schema, keys, ts_ms, valid)
+        return _projection(view, relation, schema, keys, valid)
+    if view.window is None:
+        # A lifetime row stands at its last event's time: rounded up, never before it.
+        ts_ms = event_ms_sql(view.source.timestamp_field, ts_type, ceil=True)
     cts = view.source.created_timestamp_field
     cts_ms = event_ms_sql(cts, _type_of(schema, cts)) if cts and cts in schema.names else "NULL"
     inputs = sorted({a.column for a in view.aggregations if a.column})
@@ -122,11 +154,15 @@ def _placeable(view: FeatureView) -> str:
 
 def _events_for(view: FeatureView, relation: str, schema: pa.Schema, start: int, end: int) -> str:
     """A sub-select of ``relation`` holding the events that rows in ``[start, end)`` need."""
-    ts_ms = event_ms_sql(view.source.timestamp_field, _type_of(schema, view.source.timestamp_field))
-    if view.kind == "projection":
-        low: int | None = start
-    elif view.window is None:
-        low = None  # lifetime rows need every earlier event
+    ts_type = _type_of(schema, view.source.timestamp_field)
+    ts_ms = event_ms_sql(view.source.timestamp_field, ts_type)
+    if view.kind == "projection":  # its rows keep the source's microseconds: compare those
+        ts_us = event_us_sql(view.source.timestamp_field, ts_type)
+        return (
+            f"(SELECT * FROM {relation} WHERE {ts_us} >= {start * 1000} AND {ts_us} < {end * 1000})"
+        )
+    if view.window is None:
+        low: int | None = None  # lifetime rows need every earlier event
     else:
         low = start - (view.window_ms or (0, 0))[0]
     where = f"{ts_ms} < {end}" + (f" AND {ts_ms} >= {low}" if low is not None else "")
@@ -138,10 +174,8 @@ def _type_of(schema: pa.Schema, column: str) -> pa.DataType | None:
     return None if index < 0 else schema.field(index).type
 
 
-def _projection(
-    view: FeatureView, relation: str, schema: pa.Schema, keys: str, ts_ms: str, valid: str
-) -> str:
-    rows, order = _projection_rows(view, relation, schema, keys, ts_ms, valid)
+def _projection(view: FeatureView, relation: str, schema: pa.Schema, keys: str, valid: str) -> str:
+    rows, order = _projection_rows(view, relation, schema, keys, valid)
     return (
         f"SELECT * FROM ({rows}) QUALIFY row_number() OVER (PARTITION BY {keys}, event_timestamp "
         f"ORDER BY {', '.join(order)}) = 1"
@@ -149,16 +183,18 @@ def _projection(
 
 
 def _projection_rows(
-    view: FeatureView, relation: str, schema: pa.Schema, keys: str, ts_ms: str, valid: str
+    view: FeatureView, relation: str, schema: pa.Schema, keys: str, valid: str
 ) -> tuple[str, list[str]]:
     """The rows of a projection before they are reduced to one per (keys, event_timestamp),
     and the order that picks that one: greatest created timestamp, then feature values."""
     cts = view.source.created_timestamp_field
-    columns = [keys, f"{ms_to_ts_sql(ts_ms)} AS event_timestamp"]
+    # The source's own precision (microseconds): a row never stands before its time.
+    ts_us = event_us_sql(view.source.timestamp_field, _type_of(schema, view.source.timestamp_field))
+    columns = [keys, f"{us_to_ts_sql(ts_us)} AS event_timestamp"]
     order = []
     if view.has_created_timestamp and cts:
-        cts_ms = event_ms_sql(cts, _type_of(schema, cts))
-        columns.append(f"{ms_to_ts_sql(cts_ms)} AS created_timestamp")
+        cts_us = event_us_sql(cts, _type_of(schema, cts))
+        columns.append(f"{us_to_ts_sql(cts_us)} AS created_timestamp")
         order.append("created_timestamp DESC NULLS LAST")
     columns += [f"({expr}) AS {q(name)}" for name, expr in view.projections.items()]
     # Exact duplicates on (keys, time, created) resolve by feature values: deterministic.
@@ -219,10 +255,8 @@ def compile_ordered(
         start, end = time_range
         relation = _events_for(view, relation, schema, start, end)
         where = f" WHERE {_in_period(start, end)}"
-    timestamp = view.source.timestamp_field
-    ts_ms = event_ms_sql(timestamp, _type_of(schema, timestamp))
     quoted = ", ".join(q(k) for k in keys)
-    rows, order = _projection_rows(view, relation, schema, quoted, ts_ms, _placeable(view))
+    rows, order = _projection_rows(view, relation, schema, quoted, _placeable(view))
     return Ordered(
         f"SELECT * FROM ({rows}){where} ORDER BY event_timestamp, {quoted}",
         run=(*keys, "event_timestamp"),

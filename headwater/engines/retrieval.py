@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from headwater.errors import DefinitionError
+from headwater.engines.windows import floormod_sql
+from headwater.errors import DefinitionError, HeadwaterError
 from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
@@ -91,11 +92,24 @@ def point_in_time_join(
                 )
             feature_columns[(view.name, feature)] = f"{value} AS {q(out)}"
     select += [feature_columns[key] for key in (order or list(feature_columns))]
+    entity_ts = _entity_time_sql(timestamp_column, entity_table.schema.field(timestamp_column).type)
     sql = (
-        f"SELECT {', '.join(select)} FROM (SELECT *, CAST({q(timestamp_column)} AS TIMESTAMPTZ) "
+        f"SELECT {', '.join(select)} FROM (SELECT *, {entity_ts} "
         f"AS {ENTITY_TS} FROM __hw_entities) AS e {' '.join(joins)} ORDER BY e.{ROW_ID}"
     )
     return con.sql(sql).to_arrow_table()
+
+
+def _entity_time_sql(column: str, arrow_type: pa.DataType) -> str:
+    """An entity row's time as a ``TIMESTAMPTZ`` (microseconds): a nanosecond time is rounded
+    down (DuckDB's cast rounds to the nearest microsecond, which can move it later, onto a
+    feature row after it)."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit == "ns":
+        ns = f"epoch_ns({q(column)})"
+        return f"make_timestamptz((({ns}) - {floormod_sql(ns, 1000)}) // 1000)"
+    return f"CAST({q(column)} AS TIMESTAMPTZ)"
 
 
 # ---------------------------------------------------------------------- feature references
@@ -150,7 +164,7 @@ class OnlineResponse:
         return result
 
     def to_pandas(self) -> object:
-        return self._table.to_pandas()
+        return _to_pandas(self._table)
 
     def __repr__(self) -> str:
         return f"OnlineResponse({self._table.num_rows} rows, {self._table.column_names})"
@@ -166,11 +180,16 @@ class RetrievalJob:
         return self._table
 
     def to_pandas(self) -> object:
-        return self._table.to_pandas()
+        return _to_pandas(self._table)
 
     def to_polars(self) -> object:
-        import polars as pl
-
+        try:
+            import polars as pl
+        except ModuleNotFoundError:
+            raise HeadwaterError(
+                "to_polars() needs polars, which is not installed",
+                fix="pip install polars, or use .to_arrow()",
+            ) from None
         return pl.from_arrow(self._table)
 
     def __repr__(self) -> str:
@@ -196,3 +215,15 @@ def to_arrow_table(data: object) -> pa.Table:
         f"cannot read an entity dataframe of type {type(data).__name__}",
         fix="pass a pandas or polars DataFrame, a pyarrow Table or a dict of columns",
     )
+
+
+def _to_pandas(table: pa.Table) -> object:
+    """``table`` as a pandas DataFrame; pandas is not a dependency of headwater."""
+    try:
+        import pandas  # noqa: F401  (only to tell a missing pandas from another error)
+    except ModuleNotFoundError:
+        raise HeadwaterError(
+            "to_pandas() needs pandas, which is not installed",
+            fix="pip install pandas, or use .to_arrow()",
+        ) from None
+    return table.to_pandas()

@@ -113,9 +113,13 @@ def _fit_from_source(
         index = schema.get_field_index(ts)
         integer = index >= 0 and bool(pa.types.is_integer(schema.field(index).type))
         scan = connector.scan(cur, checkpoint=None)
+        relation = scan.relation
+        if scan.empty:  # no rows to fit on: the steps' own defaults for empty input
+            cur.register("__hw_fit_empty", schema.empty_table())
+            relation = "__hw_fit_empty"
         staged = "__hw_fit_rows"
         cur.execute(
-            f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT * FROM {scan.relation} "
+            f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT * FROM {relation} "
             f"WHERE {in_range_sql(ts, integer)}",
             [hull.start_ms, hull.end_ms],
         )

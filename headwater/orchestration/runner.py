@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import open_connector
 from headwater.connectors.base import StreamScan, read_failure
-from headwater.errors import HeadwaterError, RunFailed
+from headwater.errors import DefinitionError, HeadwaterError, RunFailed
 from headwater.observability import get_logger
 from headwater.orchestration.fitting import fitted_statistics
 from headwater.orchestration.runs import RecordedRun, describe
@@ -170,7 +170,7 @@ class Runner:
             registry=self.registry,
             offline=self.offline,
         )
-        scan = connector.scan(con, checkpoint=checkpoint)
+        scan = self._scan(con, connector, view, checkpoint)
         if (
             isinstance(scan, StreamScan)
             and scan.watchers is not None
@@ -291,7 +291,14 @@ class Runner:
                 checkpoint = self.registry.get_checkpoint(cursor_checkpoint(view.name))
             step(f"reading {view.source.name}")
             connector = open_connector(view.source, self.project)
-            _, relation = self._read(con, connector, checkpoint, view.name, "dry-run")
+            _, relation = self._read(
+                con,
+                connector,
+                checkpoint,
+                view.name,
+                "dry-run",
+                self._scan(con, connector, view, checkpoint),
+            )
             gate = QualityGate(
                 con,
                 view,
@@ -311,6 +318,33 @@ class Runner:
             return gate.report
         finally:
             con.close()
+
+    def _scan(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        connector: SourceConnector,
+        view: FeatureView,
+        checkpoint: Any,
+    ) -> Scan:
+        """The connector's scan; a source without rows reads as an empty table of the columns
+        recorded at ``apply`` (a run of 0 rows). A file source whose column changed type since
+        ``apply`` has its values checked against the rows the view already stores."""
+        scan = connector.scan(con, checkpoint=checkpoint)
+        schema = self.registry.source_schema(view.source.name)
+        changed_kinds = getattr(connector, "changed_kinds", None)  # file sources name files
+        if changed_kinds is not None and schema is not None and not scan.empty:
+            columns = changed_kinds(schema)
+            if columns and self.offline.dataset(view.name) is not None:
+                connector.check_values(con, schema, columns)  # type: ignore[attr-defined]  # files
+        if not scan.empty:
+            return scan
+        if schema is None:
+            raise DefinitionError(
+                f"source {view.source.name!r} has no rows, and no columns were recorded for it",
+                fix="run `headwater apply` once the source has rows",
+            )
+        con.register("__hw_empty_source", schema.empty_table())
+        return replace(scan, relation="__hw_empty_source", empty=False)
 
     def _read(
         self,

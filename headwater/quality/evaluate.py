@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
+    from headwater.quality.privacy import Privacy
+
 SAMPLE_SIZE = 5
 _PYTHON_BATCH_ROWS = 100_000
 _ids = itertools.count()
@@ -48,6 +50,7 @@ def evaluate(
     stored_keys: StoredKeys | None = None,
     timestamp_field: str | None = None,
     now_ms: int | None = None,
+    privacy: Privacy | None = None,
 ) -> QualityOutcome:
     """Evaluate ``checks`` on the rows of ``relation``.
 
@@ -61,6 +64,8 @@ def evaluate(
         stored_keys: rows already stored, for ``unique`` checks with ``stored=True``.
         timestamp_field: the event-time column ``freshness`` checks read by default.
         now_ms: the current time in epoch milliseconds, for ``freshness`` (default: now).
+        privacy: the view's privacy steps, applied to the sampled values, the messages and
+            the quarantined rows (source checks see the rows before the view's steps).
 
     Returns:
         The outcome: the relation of passing rows, the quarantined rows and the results. Call
@@ -91,6 +96,8 @@ def evaluate(
         else:
             batch.append((index, check))
     outcome = QualityOutcome(subject, run_id, relation, None, [], 0, 0, con)
+    if privacy is not None:
+        outcome._temporary.append(("TABLE", privacy.bind(con)))  # dropped after the views
     # Rows are flagged into a table only when some may be set aside or flagged outside SQL;
     # otherwise one aggregate over the batch counts everything and the rows go on unchanged.
     tag = f"__hw_q{next(_ids)}"
@@ -103,14 +110,22 @@ def evaluate(
                 error = _flag_outside_sql(con, tag, rule, list(types), subject)
                 if error is not None:
                     results[_index(rule)] = error
-        counts = _aggregate(con, tag, [], rules, batch, types, timestamp_field)
+        counts = _aggregate(con, tag, [], rules, batch, types, timestamp_field, privacy=privacy)
     elif rules:
         import duckdb
 
         flags, params = _flag_select(relation, rules)
         try:
             counts = _aggregate(
-                con, f"({flags})", params, rules, batch, types, timestamp_field, relation
+                con,
+                f"({flags})",
+                params,
+                rules,
+                batch,
+                types,
+                timestamp_field,
+                relation,
+                privacy=privacy,
             )
         except duckdb.Error as exc:
             raise _unevaluable(subject, rules, exc) from None
@@ -132,7 +147,7 @@ def evaluate(
             quarantining.append(rule)
     outcome.results = [results[i] for i in sorted(results)]
     if flagged:
-        _split(con, outcome, tag, list(types), quarantining, run_id)
+        _split(con, outcome, tag, list(types), quarantining, run_id, privacy)
     return outcome
 
 
@@ -300,10 +315,18 @@ def _aggregate(
     types: dict[str, str],
     timestamp_field: str | None,
     relation: str | None = None,
+    *,
+    privacy: Privacy | None = None,
 ) -> dict[str, Any]:
     """One pass over the flagged rows (a table, or the query of :func:`_flag_select` over
     ``relation`` in parentheses, with its ``params``) counting rows, offending and checked rows
-    and a few offending values per rule, and the newest event times."""
+    and a few offending values per rule (as the view's privacy steps leave them), and the
+    newest event times."""
+
+    def shown(column: str) -> str:
+        private = privacy is not None and column in privacy.columns
+        return privacy.expr(column) if privacy is not None and private else q(column)
+
     items = ["count(*) AS rows"]
     for rule in rules:
         items.append(f"count(*) FILTER (WHERE {rule.flag}) AS {rule.flag}_failed")
@@ -311,7 +334,7 @@ def _aggregate(
         if len(rule.sample) == 1:
             # Any SAMPLE_SIZE offending values (arg_min over a constant imposes no order).
             items.append(
-                f"arg_min({q(rule.sample[0])}, 0, {SAMPLE_SIZE}) FILTER (WHERE {rule.flag}) "
+                f"arg_min({shown(rule.sample[0])}, 0, {SAMPLE_SIZE}) FILTER (WHERE {rule.flag}) "
                 f"AS {rule.flag}_sample"
             )
     for index, check in batch:
@@ -331,7 +354,7 @@ def _aggregate(
             if relation is not None:
                 flags, values = _flag_select(relation, [rule])
                 where = f"({flags})"
-            cols = ", ".join(q(c) for c in rule.sample)
+            cols = ", ".join(f"{shown(c)} AS {q(c)}" for c in rule.sample)
             rows = con.sql(
                 f"SELECT {cols} FROM {where} WHERE {rule.flag} LIMIT {SAMPLE_SIZE}",
                 params=values or None,
@@ -440,8 +463,10 @@ def _split(
     columns: list[str],
     quarantining: list[RowRule],
     run_id: str,
+    privacy: Privacy | None = None,
 ) -> None:
-    """Create the views of passing and quarantined rows over the flag table."""
+    """Create the views of passing and quarantined rows over the flag table (quarantined
+    rows, and the values their reasons quote, as the view's privacy steps leave them)."""
     select = ", ".join(q(c) for c in columns)
     passing = f"{source}_pass"
     if not quarantining:
@@ -458,10 +483,14 @@ def _split(
     )
     reasons = ", ".join(f"CASE WHEN {rule.flag} THEN {rule.reason} END" for rule in quarantining)
     quarantine = f"{source}_bad"
+    rows, kept = source, select
+    if privacy is not None:
+        rows = f"(SELECT {privacy.protected(columns)} FROM {source})"
+        kept = ", ".join(q(c) for c in privacy.kept(columns))
     con.execute(
-        f"CREATE OR REPLACE TEMP VIEW {quarantine} AS SELECT {select}, CASE {first} END AS _check, "
+        f"CREATE OR REPLACE TEMP VIEW {quarantine} AS SELECT {kept}, CASE {first} END AS _check, "
         f"concat_ws('; ', {reasons}) AS _reason, {sql_literal(run_id)} AS _run_id "
-        f"FROM {source} WHERE {bad}"
+        f"FROM {rows} WHERE {bad}"
     )
     outcome._temporary += [("VIEW", passing), ("VIEW", quarantine)]
     outcome.relation = passing

@@ -21,6 +21,7 @@ from headwater.errors import QualityFailed
 from headwater.observability import get_logger
 from headwater.quality.contract import compare
 from headwater.quality.evaluate import evaluate
+from headwater.quality.privacy import Privacy
 from headwater.quality.quarantine import write_quarantine
 from headwater.quality.results import CheckResult, QualityOutcome, raise_for
 from headwater.quality.rules import StoredKeys
@@ -137,6 +138,7 @@ class QualityGate:
             run_id=self.run_id,
             timestamp_field=source.timestamp_field,
             now_ms=self.now_ms,
+            privacy=Privacy.of(self.view),  # the rows are still as the source gave them
         )
         passing = outcome.relation
         if contract.select is not None:

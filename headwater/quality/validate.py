@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from headwater.definitions.checks import Check, ConformsTo, Expression, Freshness, Matches, Schema
 from headwater.errors import DefinitionError
 from headwater.quality.evaluate import evaluate
+from headwater.sql import not_one_expression
 from headwater.sql import quote_ident as q
 
 if TYPE_CHECKING:
@@ -99,6 +100,13 @@ def check_problems(
 def _problem(con: duckdb.DuckDBPyConnection, check: Check) -> str | None:
     import duckdb
 
+    types = [check.type_name] if isinstance(check, ConformsTo) else []
+    types += [type_name for _, type_name in check.types] if isinstance(check, Schema) else []
+    for type_name in types:
+        # Type names are spliced into SQL: one type, never a second statement.
+        problem = not_one_expression(f"CAST(NULL AS {type_name})")
+        if problem:
+            return f"{type_name!r} is not a type name"
     try:
         if isinstance(check, Matches):
             con.execute("SELECT regexp_matches('', ?)", [check.pattern]).fetchall()

@@ -4,6 +4,6 @@ Importing this package does not import FastAPI or uvicorn; :func:`create_app` an
 do, when called.
 """
 
-from headwater.server.app import create_app, serve
+from headwater.server.app import DEFAULT_PORT, create_app, serve
 
-__all__ = ["create_app", "serve"]
+__all__ = ["DEFAULT_PORT", "create_app", "serve"]

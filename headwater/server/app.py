@@ -27,6 +27,7 @@ from headwater.errors import (
     ConnectionFailed,
     DefinitionError,
     HeadwaterError,
+    InvalidEntityKey,
     NotFound,
 )
 from headwater.observability import get_logger
@@ -35,11 +36,19 @@ from headwater.server.payloads import OnlineRequest, online_payload, run_payload
 from headwater.server.state import DEFAULT_STATUS_TTL, ServerState
 
 if TYPE_CHECKING:
+    import socket
+
     from fastapi import APIRouter, FastAPI, Request
 
     from headwater.feature_store import FeatureStore
 
 _log = get_logger("headwater.server")
+
+DEFAULT_PORT = 8566
+"""The port ``headwater serve`` listens on by default. Browsers refuse the ports of the Fetch
+standard's bad-port list (6566, the port of other feature servers, is one: ERR_UNSAFE_PORT);
+8566 is not on it, nor a port that common data tools (Jupyter 8888, Airflow and Spark 8080,
+Streamlit 8501, Dask 8787, Prometheus 9090, Grafana 3000, TensorBoard 6006) listen on."""
 
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
@@ -108,7 +117,7 @@ def create_app(
 def serve(
     store: "FeatureStore",
     host: str = "127.0.0.1",
-    port: int = 8000,
+    port: int = DEFAULT_PORT,
     token: str | None = None,
     *,
     log_level: str = "info",
@@ -122,10 +131,14 @@ def serve(
         token: optional bearer token required by every endpoint but ``/health`` and the
             dashboard's static page.
         log_level: uvicorn's log level.
+
+    Raises:
+        ConfigError: the port is out of range, in use, or the host cannot be bound.
     """
     import uvicorn
 
-    uvicorn.run(
+    sock = listening_socket(host, port)
+    config = uvicorn.Config(
         create_app(store, token=token),
         host=host,
         port=port,
@@ -133,6 +146,46 @@ def serve(
         ws="none",
         lifespan="off",
     )
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listening_socket(host: str, port: int) -> "socket.socket":
+    """A socket bound to ``host:port``, or a one-line error naming ``--port``/``--host``."""
+    import errno
+    import socket
+
+    if not 0 < port < 65536:
+        raise ConfigError(
+            f"--port {port}: not a TCP port", fix=f"pick one in 1-65535, e.g. {DEFAULT_PORT}"
+        )
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"--host {host}: {exc.strerror}", fix="pass an address such as 127.0.0.1"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"--port {port}: {host}:{port} is already in use",
+                fix="pick another with --port, or stop what listens there",
+            ) from None
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen: {exc.strerror}",
+            fix="pick another --host or --port",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 # ---------------------------------------------------------------------- helpers
@@ -145,6 +198,8 @@ def _status_code(error: HeadwaterError) -> int:
         return 401
     if isinstance(error, NotFound):
         return 404
+    if isinstance(error, InvalidEntityKey):
+        return 422
     if isinstance(error, DefinitionError):
         return 400
     if isinstance(error, ConnectionFailed):
@@ -194,6 +249,17 @@ def _add_error_handlers(app: "FastAPI", metrics: ServerMetrics) -> None:
 
     async def on_invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
+        if all(err["loc"][:1] == ("query",) for err in exc.errors()):
+            # A bad query parameter (``/api/runs?limit=abc``): 422, naming the parameter.
+            wrong = [
+                f"{'.'.join(str(p) for p in err['loc'][1:])}={err.get('input')!r}: {err['msg']}"
+                for err in exc.errors()
+            ]
+            body = {
+                "error": "invalid query parameter " + "; ".join(wrong),
+                "fix": f"correct it (the parameters of {request.url.path} are in docs/serving.md)",
+            }
+            return reply(request, 422, "RequestValidationError", body)
         problems = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         body = {
             "error": "invalid request: " + "; ".join(problems),

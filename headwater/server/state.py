@@ -9,6 +9,12 @@ here, and a deployment that needs more throughput runs several server processes.
 
 ``status()`` scans the offline store, so its result is cached for a few seconds: Prometheus
 scrapes and dashboard refreshes within that time share one scan.
+
+A server outlives ``apply``: at most every ``reload_interval`` seconds a request asks the
+registry whether anything was applied since (:meth:`Registry.applied_marker`, one small query)
+and, if so, reloads the definitions, so a view applied while the server runs is served without a
+restart. Definitions that fail to load (a module saved half-edited) leave the previous ones in
+place, with a warning in the log.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headwater.errors import HeadwaterError
+from headwater.observability import get_logger
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -26,8 +35,12 @@ if TYPE_CHECKING:
     from headwater.feature_store import FeatureStore, ViewStatus
     from headwater.stores.registry import RunRecord
 
+_log = get_logger("headwater.server")
+
 DEFAULT_STATUS_TTL = 5.0
 """Seconds a ``FeatureStore.status()`` result is reused before the store is scanned again."""
+DEFAULT_RELOAD_INTERVAL = 2.0
+"""Seconds between two checks of the registry for definitions applied since they were loaded."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class ServerState:
     Args:
         store: the feature store to serve.
         status_ttl: seconds a status result is reused.
+        reload_interval: seconds between checks for newly applied definitions (0: every
+            request).
         clock: a monotonic clock (replaceable in tests).
     """
 
@@ -52,14 +67,40 @@ class ServerState:
         store: FeatureStore,
         *,
         status_ttl: float = DEFAULT_STATUS_TTL,
+        reload_interval: float = DEFAULT_RELOAD_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.status_ttl = status_ttl
+        self.reload_interval = reload_interval
         self._clock = clock
         # One lock for every call into the store (see the module docstring).
         self._lock = threading.Lock()
         self._status: tuple[float, list[ViewStatus]] | None = None
+        self._applied = store.registry.applied_marker()
+        self._checked = clock()
+
+    def _refresh(self) -> None:
+        """Reload the definitions when something was applied since they were loaded (called
+        with the lock held)."""
+        now = self._clock()
+        if now - self._checked < self.reload_interval:
+            return
+        self._checked = now
+        applied = self.store.registry.applied_marker()
+        if applied == self._applied:
+            return
+        previous = self.store.__dict__.pop("definitions", None)  # a cached_property
+        try:
+            _ = self.store.definitions
+        except HeadwaterError as exc:
+            _log.warning("kept the definitions loaded before: the new ones fail: %s", exc)
+            if previous is not None:
+                self.store.__dict__["definitions"] = previous
+            return
+        self._applied = applied
+        self._status = None
+        _log.info("reloaded the definitions: something was applied")
 
     @property
     def project(self) -> str:
@@ -69,11 +110,13 @@ class ServerState:
     def views(self) -> dict[str, FeatureView]:
         """The project's feature views by name."""
         with self._lock:
+            self._refresh()
             return dict(self.store.definitions.views)
 
     def status(self) -> list[ViewStatus]:
         """``FeatureStore.status()``, reused for ``status_ttl`` seconds."""
         with self._lock:
+            self._refresh()
             now = self._clock()
             if self._status is not None and now - self._status[0] < self.status_ttl:
                 return self._status[1]
@@ -110,6 +153,7 @@ class ServerState:
         from headwater.engines.retrieval import parse_refs
 
         with self._lock:
+            self._refresh()
             response = self.store.get_online_features(
                 features, entity_rows, full_feature_names=full_feature_names
             )

@@ -31,6 +31,7 @@ from headwater.definitions.steps import (
     Unpivot,
 )
 from headwater.errors import DefinitionError
+from headwater.sql import hash_sql, mask_sql
 from headwater.sql import quote_ident as q
 
 _NUMERIC = re.compile(
@@ -206,15 +207,9 @@ def _column_expr(
             f"{out.bind(float(scale) or 1.0)})"
         )
     if isinstance(step, Hash):
-        salt = out.bind(ctx.salts[step.salt_env])
-        return f"sha256({salt} || CAST({col} AS VARCHAR))"
+        return hash_sql(col, out.bind(ctx.salts[step.salt_env]))
     if isinstance(step, Mask):
-        text = f"CAST({col} AS VARCHAR)"
-        keep, char = out.bind(step.keep_last), out.bind(step.char)
-        return (
-            f"CASE WHEN length({text}) <= {keep} THEN repeat({char}, length({text})) "
-            f"ELSE repeat({char}, length({text}) - {keep}) || right({text}, {keep}) END"
-        )
+        return mask_sql(col, out.bind(step.keep_last), out.bind(step.char))
     raise AssertionError(f"no SQL for {step!r}")
 
 

@@ -29,6 +29,12 @@ PROJECT_COMMANDS = [
     "get",
     "history",
     "status",
+    "check",
+    "quality",
+    "views",
+    "describe",
+    "runs",
+    "quarantine",
     "serve",
 ]
 COMMANDS = ["init", "quickstart", *PROJECT_COMMANDS]

@@ -131,9 +131,13 @@ def windowed_oracle(events: list[Event], size: int, hop: int) -> Rows:
 
 
 def lifetime_oracle(events: list[Event]) -> Rows:
-    """``{(user_id, event time ms): features over the user's events up to that time}``."""
+    """``{(user_id, event time ms): features over the user's events up to that time}``, the
+    times rounded up to the millisecond (a row never stands before an event it includes)."""
     by_user: dict[int, list[Event]] = defaultdict(list)
     for event in placeable(events):
+        assert event.ts_us is not None
+        up = -(-event.ts_us // 1000) * 1000
+        event = Event(event.user_id, up, event.cts_ms, event.amount, event.page)
         assert event.user_id is not None
         by_user[event.user_id].append(event)
     result = {}
@@ -320,6 +324,12 @@ def test_nanosecond_times_floor_to_milliseconds(compute: Compute) -> None:
         1, "ts", pa.array([3_600_000_000_000 - 500, -1], pa.timestamp("ns", tz="UTC"))
     )
     assert counts(compute(Tumbling("1h"), table)) == {(1, 3_600_000): 1, (2, 0): 1}
+
+
+def test_a_lifetime_row_never_stands_before_its_events(compute: Compute) -> None:
+    # 400 µs after a millisecond: the running count including it stands at the next one.
+    rows = compute(None, events_table([one(1, 1_000), one(1, 1_400), one(1, -600)]))
+    assert counts(rows) == {(1, 0): 1, (1, 1): 2, (1, 2): 3}
 
 
 def test_hopping_event_belongs_to_size_over_every_windows(compute: Compute) -> None:

@@ -373,7 +373,7 @@ def test_api_runs(client: TestClient, store: FeatureStore) -> None:
         ("user_orders_daily", "run", 4)
     ]
     assert len(client.get("/api/runs", params={"limit": 1}).json()["runs"]) == 1
-    assert client.get("/api/runs", params={"limit": 0}).status_code == 400
+    assert client.get("/api/runs", params={"limit": 0}).status_code == 422
 
 
 def test_dashboard_page_and_assets(client: TestClient) -> None:

@@ -158,3 +158,21 @@ def test_quarantine_tables_follow_the_configured_store(tmp_path: Path) -> None:
         store.run()  # a rerun stores nothing twice
         again = read_quarantine(store.offline, "amounts")
         assert again is not None and again.num_rows == 2
+
+
+@pytest.mark.parametrize("mode", ["upsert", "overwrite"])
+def test_nanosecond_times_are_never_stored_earlier(offline: OfflineStore, mode: str) -> None:
+    """A landing table keeps source times; a store holding microseconds rounds a nanosecond
+    time up (delta-rs truncates: 1.000999 ms would be stored before the event)."""
+    schema = pa.schema([("id", pa.int64()), ("ts", pa.timestamp("ns", tz="UTC"))])
+    nanos = [1_000_999, -1_000_999, 2_000_000]
+    for _ in range(2):  # a first write, then a merge into the table
+        offline.write_table(
+            "t__side", _rows(*enumerate(nanos), schema=schema), keys=["id"], mode=mode
+        )
+    dataset = offline.read_table("t__side")
+    assert dataset is not None
+    table = dataset.to_table().sort_by("id")
+    stored = table.column("ts").cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64()).to_pylist()
+    assert all(s >= n for s, n in zip(stored, nanos, strict=True)), stored
+    assert all(s - n < 1000 for s, n in zip(stored, nanos, strict=True)), stored

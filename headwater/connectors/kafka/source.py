@@ -141,6 +141,8 @@ class KafkaConnector:
     bounded by the end offsets seen when the read starts (``headwater run``)."""
 
     SUPPORTS_INCREMENTAL: ClassVar[bool] = False
+    REQUIRES: ClassVar[tuple[str, ...]] = ("confluent_kafka",)
+    EXTRA: ClassVar[str] = "kafka"
     INFER_MESSAGES: ClassVar[int] = 10_000
     """How many of the topic's first messages an undeclared schema is inferred from, at most."""
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from headwater.connectors.base import ConnectionLost
 from headwater.connectors.postgres import typemap as pg_types
@@ -76,6 +76,14 @@ def connect(conn_config: PostgresConnection, *, what: str) -> psycopg.Connection
 
 class PostgresConnector(TableConnector):
     """Reads a :class:`PostgresSource` (or, over the protocol, a Redshift source)."""
+
+    REQUIRES: ClassVar[tuple[str, ...]] = (
+        "psycopg",
+        "psycopg_pool",
+        "adbc_driver_manager",
+        "adbc_driver_postgresql",
+    )
+    EXTRA: ClassVar[str] = "postgres"
 
     def __init__(self, source: Source, project: ProjectConfig) -> None:
         self.source: PostgresSource = source  # type: ignore[assignment]  # registered for kind "postgres"

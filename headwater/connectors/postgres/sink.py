@@ -51,6 +51,8 @@ class PostgresSinkWriter:
     """Loads a view's rows into the table of a :class:`~headwater.definitions.PostgresSink`."""
 
     SUPPORTS_UPSERT: ClassVar[bool] = True
+    REQUIRES: ClassVar[tuple[str, ...]] = ("psycopg", "pgpq")
+    EXTRA: ClassVar[str] = "postgres"
 
     def __init__(self, sink: Sink, view: FeatureView, project: ProjectConfig) -> None:
         self.sink = sink

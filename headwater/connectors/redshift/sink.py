@@ -90,6 +90,8 @@ class RedshiftSinkWriter:
     """Loads a view's rows into the table of a :class:`~headwater.definitions.RedshiftSink`."""
 
     SUPPORTS_UPSERT: ClassVar[bool] = True
+    REQUIRES: ClassVar[tuple[str, ...]] = ("psycopg",)
+    EXTRA: ClassVar[str] = "redshift"
     rows_per_file: ClassVar[int] = 1_000_000
 
     def __init__(

@@ -180,6 +180,8 @@ class RedshiftConnector:
     """Reads a :class:`~headwater.definitions.RedshiftSource` (protocol or unload mode)."""
 
     SUPPORTS_INCREMENTAL: ClassVar[bool] = True
+    REQUIRES: ClassVar[tuple[str, ...]] = ("psycopg",)
+    EXTRA: ClassVar[str] = "redshift"
 
     def __init__(self, source: Source, project: ProjectConfig) -> None:
         self.source: RedshiftSource = source  # type: ignore[assignment]  # registered for kind "redshift"

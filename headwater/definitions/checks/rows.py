@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from headwater.definitions.checks.base import Check, ColumnCheck, Value, column_names
 from headwater.definitions.types import normalise_type
 from headwater.errors import DefinitionError
+from headwater.sql import not_one_expression
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,6 +207,12 @@ class Expression(Check):
         if not isinstance(self.sql, str) or not self.sql.strip():
             raise DefinitionError("an expression check needs a SQL boolean", fix="'amount >= 0'")
         object.__setattr__(self, "sql", self.sql.strip())
+        problem = not_one_expression(self.sql)
+        if problem:
+            raise DefinitionError(
+                f"expression check: {problem}",
+                fix="write one SQL boolean over the row's columns, e.g. 'amount >= 0'",
+            )
 
     def default_name(self) -> str:
         flat = " ".join(str(self.sql).split())

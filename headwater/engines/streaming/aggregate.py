@@ -132,8 +132,11 @@ class StreamAggregation:
         self.parts = [p for i, a in enumerate(view.aggregations) for p in _parts(i, a)]
         source = view.source
         ts_index = schema.get_field_index(source.timestamp_field)
+        # A lifetime row stands at its last event's time, rounded up (as in batch).
         self.ts_ms = event_ms_sql(
-            source.timestamp_field, schema.field(ts_index).type if ts_index >= 0 else None
+            source.timestamp_field,
+            schema.field(ts_index).type if ts_index >= 0 else None,
+            ceil=self.lifetime,
         )
         cts = source.created_timestamp_field
         cts_index = schema.get_field_index(cts) if cts else -1

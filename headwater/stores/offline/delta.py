@@ -354,6 +354,7 @@ class DeltaOfflineStore:
         from deltalake import write_deltalake
 
         check_write(name, keys, mode)
+        data = _microseconds(data)
         location = self.location(name)
         options = self.storage_options or None
         table = None if mode == "overwrite" else self._table(name)
@@ -462,16 +463,51 @@ def _without_tombstones(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def _storable(batch: pa.RecordBatch, stored: pa.Schema) -> pa.RecordBatch:
     """``batch`` cast to ``stored`` (:func:`_storable_field`'s types) as DuckDB's casts of
-    :func:`_storable_sql` do: finer timestamps truncated to microseconds, integers checked."""
+    :func:`_storable_sql` do: finer timestamps rounded up to microseconds (a time never moves
+    earlier, decision 26), integers checked."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     if batch.schema.equals(stored):
         return batch
-    columns = [
-        batch.column(i).cast(field.type, safe=not pa.types.is_timestamp(field.type))
-        for i, field in enumerate(stored)
-    ]
+    columns = []
+    for i, field in enumerate(stored):
+        column = batch.column(i)
+        if pa.types.is_timestamp(column.type) and column.type.unit == "ns":
+            column = pc.ceil_temporal(column, unit="microsecond")
+        columns.append(column.cast(field.type, safe=not pa.types.is_timestamp(field.type)))
     return pa.RecordBatch.from_arrays(columns, schema=stored)
+
+
+def _microseconds(data: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """``data`` with nanosecond timestamps rounded *up* to microseconds, Delta's precision
+    (delta-rs's writer truncates them, which would move a time earlier: decision 26)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = data.schema
+    fine = [
+        i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type) and f.type.unit == "ns"
+    ]
+    if not fine:
+        return data
+    fields = [
+        f.with_type(pa.timestamp("us", tz=f.type.tz)) if i in fine else f
+        for i, f in enumerate(schema)
+    ]
+    target = pa.schema(fields, metadata=schema.metadata)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in data:
+            columns = [
+                pc.ceil_temporal(c, unit="microsecond").cast(target.field(i).type)
+                if i in fine
+                else c
+                for i, c in enumerate(batch.columns)
+            ]
+            yield pa.RecordBatch.from_arrays(columns, schema=target)
+
+    return pa.RecordBatchReader.from_batches(target, batches())
 
 
 def _remove_abandoned(parent: Path, view_name: str) -> None:
@@ -523,10 +559,17 @@ def _storable_field(field: pa.Field) -> pa.Field:
 
 def _storable_sql(field: pa.Field) -> str:
     """The SELECT item writing ``field`` as Delta Lake stores it (as delta-rs's writer casts):
-    timestamps in microseconds, unsigned integers as signed ones of the same width."""
+    timestamps in microseconds (nanoseconds rounded up), unsigned integers as signed ones of
+    the same width."""
     import pyarrow as pa
 
     kind, name = field.type, q(field.name)
+    if pa.types.is_timestamp(kind) and kind.unit == "ns":
+        # Rounded up to the microsecond (DuckDB's cast rounds to the nearest, maybe down).
+        minus = f"(-epoch_ns({name}))"
+        floor = f"(({minus} - ((({minus} % 1000) + 1000) % 1000)) // 1000)"
+        make = "make_timestamptz" if kind.tz else "make_timestamp"
+        return f"{make}(-{floor}) AS {name}"
     if pa.types.is_timestamp(kind) and kind.unit != "us":
         return f"CAST({name} AS {'TIMESTAMPTZ' if kind.tz else 'TIMESTAMP'}) AS {name}"
     if pa.types.is_unsigned_integer(kind):

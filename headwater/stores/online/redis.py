@@ -116,6 +116,8 @@ class RedisOnlineStore:
 
     config_model: ClassVar[type[RedisOnlineStoreConfig]] = RedisOnlineStoreConfig
     SUPPORTS_TTL_EXPIRY: ClassVar[bool] = True
+    REQUIRES: ClassVar[tuple[str, ...]] = ("redis",)
+    EXTRA: ClassVar[str] = "redis"
 
     def __init__(self, store_config: RedisOnlineStoreConfig, project_config: ProjectConfig) -> None:
         try:

@@ -37,6 +37,11 @@ _LATEST = (
     " WHERE m.kind = d.kind AND m.name = d.name) ORDER BY kind, name"
 )
 
+_APPLIED_MARKER = (
+    "SELECT (SELECT COUNT(*) FROM {definitions}), (SELECT MAX(applied_at) FROM {definitions}),"
+    " (SELECT MAX(removed_at) FROM {definitions}), (SELECT MAX(updated_at) FROM {view_schemas})"
+)
+
 
 class Registry(RunRecords, QualityRecords, FittedRecords):
     """Metadata of a project: definitions, view schemas, checkpoints and a counter (the run
@@ -185,6 +190,13 @@ class Registry(RunRecords, QualityRecords, FittedRecords):
                 (kind, name),
             )
         return [self._definition(row) for row in rows]
+
+    def applied_marker(self) -> tuple[Any, ...]:
+        """A value that changes whenever ``apply`` records something (a definition added,
+        changed or removed, a view's schema stored): cheap enough to ask on every request."""
+        with self._lock:
+            rows = self._db.run(_APPLIED_MARKER)
+        return tuple(str(value) for value in rows[0])
 
     def _latest(self) -> dict[tuple[str, str], tuple[int, str, bool]]:
         """``(kind, name) -> (version, spec, removed)`` of each definition's latest version."""

@@ -53,6 +53,10 @@ _SELECT_RUNS = (
     " AND status = COALESCE(?, status) ORDER BY started_at DESC, id DESC LIMIT ?"
 )
 
+_MATCH_RUN_IDS = (
+    "SELECT run_id FROM {runs} WHERE substr(run_id, 1, ?) = ? ORDER BY started_at DESC LIMIT 2"
+)
+
 
 def process_owner() -> str:
     """``host:pid:start`` of this process (``start``: its start time in clock ticks since boot,
@@ -251,6 +255,13 @@ class RunRecords:
     ) -> list[RunRecord]:
         """Recent runs, newest first, optionally of one view and/or kind."""
         return self._select_runs(view, kind, None, limit)
+
+    def match_run_ids(self, prefix: str) -> list[str]:
+        """The run ids that start with ``prefix`` (at most two: one is a match, two are
+        ambiguous)."""
+        with self._lock:
+            rows = self._db.run(_MATCH_RUN_IDS, (len(prefix), prefix))
+        return [str(r[0]) for r in rows]
 
     def last_run(
         self, view: str, kind: str = "run", status: str | None = "success"

@@ -224,6 +224,8 @@ class PostgresDb(Db):
     """A psycopg 3 connection in autocommit mode; tables live in one (quoted) schema."""
 
     config_model = PostgresRegistryConfig
+    REQUIRES: ClassVar[tuple[str, ...]] = ("psycopg",)
+    EXTRA: ClassVar[str] = "postgres"
     types = {
         "ts": "TIMESTAMPTZ",
         "blob": "BYTEA",
