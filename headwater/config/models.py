@@ -197,8 +197,8 @@ class RunsConfig(_Model):
 
     max_skipped_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     """Largest share of a run's rows that may be set aside (quarantined, or without a join key
-    or event time) before the run fails. A run that sets aside every row it read always fails;
-    the default 1.0 fails only those."""
+    or event time) before the run fails (the default 1.0: never). A run none of whose rows has
+    a join key and an event time always fails."""
     lease_s: float = Field(default=120.0, gt=0.0)
     """Seconds without a heartbeat after which a running run (and its hold on its view) is
     taken for dead and marked ``aborted``; a run on this host whose process is gone is marked

@@ -184,7 +184,7 @@ class Runner:
             )
             # Written already (the rows read were computed as they came); the cursor does not
             # move past a run that set aside too much.
-            self._judge(view, rows_in, gate.rows_quarantined)
+            self._judge(view, rows_in, gate.rows_quarantined, skipped)
         else:
             scan, relation = self._read(
                 con, connector, checkpoint, view.name, run_id, scan, on_rows
@@ -199,7 +199,7 @@ class Runner:
                 gate.set_aside_unplaceable(relation)
             rows_in += gate.rows_quarantined - skipped + cleaned.rows_removed
             on_rows(rows_in)
-            self._judge(view, rows_in, gate.rows_quarantined)
+            self._judge(view, rows_in, gate.rows_quarantined, skipped)
             step(f"computing {view.name}")
             if landing is not None:
                 output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
@@ -256,14 +256,23 @@ class Runner:
             con.unregister(name)
         tally.unplaced.clear()
 
-    def _judge(self, view: FeatureView, rows_in: int, set_aside: int) -> None:
-        """Fail the run when it set aside more of its rows than ``runs.max_skipped_ratio``
-        allows, or every one of them."""
+    def _judge(self, view: FeatureView, rows_in: int, set_aside: int, unplaced: int) -> None:
+        """Fail the run when no row it read has a join key and an event time (a read that lost
+        its columns), or when it set aside (quarantined, or without key or time) more of its
+        rows than ``runs.max_skipped_ratio`` allows."""
         if rows_in <= 0 or set_aside <= 0:
             return
         limit = self.project.runs.max_skipped_ratio
         share = set_aside / rows_in
-        if share > limit or set_aside >= rows_in:
+        if unplaced >= rows_in:
+            raise RunFailed(
+                f"view {view.name!r}: none of the {rows_in} rows read has both a join key "
+                f"({', '.join(view.join_keys)}) and an event time "
+                f"({view.source.timestamp_field}); the cursor stays where it was",
+                fix=f"look at the source and its reader options (the rows are in "
+                f"`headwater quarantine {view.name}`)",
+            )
+        if share > limit:
             raise RunFailed(
                 f"view {view.name!r}: {set_aside} of {rows_in} rows read ({share:.0%}) were set "
                 f"aside (quarantined or without a join key or event time), over the limit "

@@ -157,7 +157,7 @@ def test_a_lost_key_column_fails_the_run_naming_it(tmp_path: Path) -> None:
     store.close()
 
 
-def test_a_run_that_sets_aside_every_row_fails(tmp_path: Path) -> None:
+def test_a_run_that_places_no_row_fails(tmp_path: Path) -> None:
     write_project(
         tmp_path,
         DEFS.format(fmt="parquet", more=""),
@@ -165,7 +165,7 @@ def test_a_run_that_sets_aside_every_row_fails(tmp_path: Path) -> None:
     )
     with headwater.FeatureStore(tmp_path) as store:
         store.apply()
-        with pytest.raises(RunFailed, match=r"2 of 2 rows read \(100%\) were set aside"):
+        with pytest.raises(RunFailed, match=r"none of the 2 rows read has both a join key"):
             store.run(["spend"])
         assert offline_rows(store, "spend") == []
         assert store.registry.last_run("spend", status=None).status == "failed"
