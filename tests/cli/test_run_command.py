@@ -129,11 +129,13 @@ def test_a_failing_view_does_not_stop_the_others(tmp_path: Path) -> None:
 def test_two_failing_views_end_in_one_error_line(tmp_path: Path) -> None:
     root = project(tmp_path)
     ok(headwater("apply", "--repo", root))
-    (root / "data" / "events.parquet").unlink()
+    (root / "data" / "events.parquet").write_bytes(b"not a parquet file")
     result = headwater("run", "a_spend", "c_daily", "--repo", root)
     line = fails(result)
     assert line.startswith("error: 2 of 2 views failed: a_spend, c_daily")
-    assert result.stdout.count("no file matches") == 2
+    lines = result.stdout.splitlines()
+    assert [x.split(":")[0] for x in lines] == ["✗ a_spend", "✗ c_daily", "2 views"]
+    assert lines[-1].startswith("2 views: 0 succeeded, 2 failed (a_spend, c_daily) in ")
 
 
 # ---------------------------------------------------------------------- applied definitions
