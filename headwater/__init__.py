@@ -8,29 +8,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from headwater import checks, transforms
-from headwater.definitions import (
-    Avg,
-    Count,
-    CountDistinct,
-    Entity,
-    FeatureView,
-    FileSource,
-    Hopping,
-    KafkaSource,
-    Last,
-    Max,
-    Min,
-    PostgresSink,
-    PostgresSource,
-    RedshiftSink,
-    RedshiftSource,
-    SqliteSource,
-    Sum,
-    Tumbling,
-)
-
 if TYPE_CHECKING:
+    from headwater import checks, transforms
+    from headwater.definitions import (
+        Avg,
+        Count,
+        CountDistinct,
+        Entity,
+        FeatureView,
+        FileSource,
+        Hopping,
+        KafkaSource,
+        Last,
+        Max,
+        Min,
+        PostgresSink,
+        PostgresSource,
+        RedshiftSink,
+        RedshiftSource,
+        SqliteSource,
+        Sum,
+        Tumbling,
+    )
     from headwater.feature_store import FeatureStore
 
 __version__ = "0.1.0"
@@ -61,10 +60,44 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # FeatureStore pulls in config parsing; keep `import headwater` light for the CLI.
-    if name == "FeatureStore":
-        from headwater.feature_store import FeatureStore
+_DEFINITIONS = {
+    "Avg",
+    "Count",
+    "CountDistinct",
+    "Entity",
+    "FeatureView",
+    "FileSource",
+    "Hopping",
+    "KafkaSource",
+    "Last",
+    "Max",
+    "Min",
+    "PostgresSink",
+    "PostgresSource",
+    "RedshiftSink",
+    "RedshiftSource",
+    "SqliteSource",
+    "Sum",
+    "Tumbling",
+}
 
-        return FeatureStore
-    raise AttributeError(f"module 'headwater' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    # The public names are imported on first use, so `import headwater` (and the start of the
+    # `headwater` command, which handles Ctrl-C from its first line) does next to nothing.
+    import importlib
+
+    if name in _DEFINITIONS:
+        value = getattr(importlib.import_module("headwater.definitions"), name)
+    elif name in ("checks", "transforms"):
+        value = importlib.import_module(f"headwater.{name}")
+    elif name == "FeatureStore":
+        value = importlib.import_module("headwater.feature_store").FeatureStore
+    else:
+        raise AttributeError(f"module 'headwater' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

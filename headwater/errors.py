@@ -6,6 +6,8 @@ Every error names the thing that is wrong, where it is, and how to fix it. The C
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -68,9 +70,48 @@ class QualityFailed(HeadwaterError):
         self.failures = list(failures or [])
 
 
+class ViewBusy(HeadwaterError):
+    """A live run of the view holds it (a per-view lease in the registry); ``holder`` is its
+    process as ``host:pid``."""
+
+    def __init__(self, message: str, *, fix: str, holder: str) -> None:
+        super().__init__(message, fix=fix)
+        self.holder = holder
+
+
 class StaleCheckpoint(HeadwaterError):
     """Another worker committed a streaming partition since this worker last read it (the
     partition moved in a rebalance); the commit was refused and nothing of it was saved."""
+
+
+_interrupted: list[bool] = []
+_interrupt_hooks: list[Callable[[], None]] = []
+
+
+def mark_interrupted() -> None:
+    """Note that this process was asked to stop (SIGINT) and stop the work of the hooks given
+    to :func:`on_interrupt` (may be called from any thread). Some libraries turn the
+    ``KeyboardInterrupt`` into an error of their own (DuckDB: ``RuntimeError: Query
+    interrupted``); the note lets runs be recorded ``interrupted`` all the same."""
+    first = not _interrupted
+    _interrupted.append(True)
+    if first:
+        for hook in list(_interrupt_hooks):
+            with contextlib.suppress(Exception):  # best effort: the interrupt goes on anyway
+                hook()
+
+
+def on_interrupt(hook: Callable[[], None]) -> None:
+    """Call ``hook`` (from any thread) when the process is asked to stop: for work that
+    Python's ``KeyboardInterrupt`` cannot reach, such as a DuckDB query a native writer is
+    pulling rows from."""
+    if hook not in _interrupt_hooks:
+        _interrupt_hooks.append(hook)
+
+
+def was_interrupted() -> bool:
+    """Whether :func:`mark_interrupted` was called in this process."""
+    return bool(_interrupted)
 
 
 OPTIONAL_MODULES: dict[str, str] = {

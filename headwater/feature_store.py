@@ -183,6 +183,37 @@ class FeatureStore:
             )
         return fields, rows
 
+    def unapplied(self, views: Sequence[str] | None = None) -> list[str]:
+        """What of ``views`` (all by default) differs from the applied definitions: one phrase
+        per view, e.g. ``view 'spend' was never applied`` or ``view 'spend' changed since it
+        was applied (its source 'events')``; empty when everything is applied."""
+        from headwater.stores.registry._records import canonical
+
+        latest = {
+            (record.kind, record.name): canonical(record.spec)
+            for record in self.registry.definitions()
+        }
+        found = []
+        for view in self._select(views):
+            if ("feature_view", view.name) not in latest:
+                found.append(f"view {view.name!r} was never applied")
+                continue
+            parts = [
+                ("its definition", view.to_spec()),
+                (f"its source {view.source.name!r}", view.source.to_spec()),
+                (f"its entity {view.entity.name!r}", view.entity.to_spec()),
+            ]
+            changed = [
+                label
+                for label, spec in parts
+                if latest.get((spec["kind"], spec["name"])) != canonical(spec)
+            ]
+            if changed:
+                found.append(
+                    f"view {view.name!r} changed since it was last applied ({', '.join(changed)})"
+                )
+        return found
+
     # ------------------------------------------------------------------ run / materialize
     def run(
         self,
@@ -190,15 +221,42 @@ class FeatureStore:
         *,
         full_refresh: bool = False,
         on_step: Callable[[str], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
+        require_applied: bool = False,
     ) -> list[RunResult]:
-        """Compute views from their sources into the offline store (all views by default)."""
+        """Compute views from their sources into the offline store (all views by default).
+
+        With ``require_applied`` a view whose definition differs from the applied one (or was
+        never applied) is refused before anything runs (``headwater run`` does this)."""
         from headwater.orchestration.runner import Runner
 
+        if require_applied:
+            self.require_applied(views)
         runner = Runner(self.config, self.registry, self.offline, self.engine)
         return [
-            runner.run(view, full_refresh=full_refresh, on_step=on_step)
+            runner.run(view, full_refresh=full_refresh, on_step=on_step, on_rows=on_rows)
             for view in self._select(views)
         ]
+
+    def require_applied(self, views: Sequence[str] | None = None) -> None:
+        """Raise :class:`DefinitionError` when a view of ``views`` is not applied as declared.
+
+        Raises:
+            DefinitionError: names the first such view and what changed.
+        """
+        found = self.unapplied(views)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise DefinitionError(
+                f"{found[0]}{more}: runs compute applied definitions only",
+                fix="run `headwater apply` first, or `headwater run --apply`",
+            )
+
+    def quarantine_location(self, view: str) -> str:
+        """Where the rows ``view``'s runs set aside are kept (a path or URL)."""
+        from headwater.quality.quarantine import quarantine_location
+
+        return quarantine_location(self.offline, self.view(view).name)
 
     def backfill(
         self,
@@ -207,6 +265,7 @@ class FeatureStore:
         start: datetime,
         end: datetime,
         on_step: Callable[[str], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> list[RunResult]:
         """Recompute the rows of ``views`` whose event_timestamp is in ``[start, end)``.
 
@@ -228,7 +287,8 @@ class FeatureStore:
         period = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
         runner = Runner(self.config, self.registry, self.offline, self.engine)
         return [
-            runner.run(view, time_range=period, on_step=on_step) for view in self._select(views)
+            runner.run(view, time_range=period, on_step=on_step, on_rows=on_rows)
+            for view in self._select(views)
         ]
 
     def materialize(
@@ -469,6 +529,7 @@ class FeatureStore:
         """Views with their last run, offline row count, newest event and materialization."""
         from headwater.orchestration.materialize import mark_checkpoint
 
+        self.registry.abort_dead_runs()  # a run whose process died shows as aborted, not running
         result = []
         con = self.engine.connect()
         try:

@@ -50,30 +50,34 @@ def make_console() -> Any:
 
 @contextmanager
 def errors() -> Iterator[None]:
-    """Turn headwater errors into a one-line message and exit status 1."""
-    from headwater.errors import HeadwaterError
+    """Turn headwater errors into a one-line message and exit status 1; an interrupt (however
+    a library reports it) into ``interrupted`` and exit status 130."""
+    from headwater.cli import interrupts
+    from headwater.errors import HeadwaterError, missing_extra, was_interrupted
 
+    interrupts.enter()
     try:
         yield
-    except HeadwaterError as exc:
-        typer.echo(f"error: {one_line(str(exc))}", err=True)
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        interrupts.tell()
         raise typer.Exit(130) from None
     except (typer.Exit, typer.Abort, typer.TyperException):
         raise
-    except ModuleNotFoundError as exc:
+    except Exception as exc:
+        if was_interrupted():  # e.g. DuckDB's "Query interrupted"
+            interrupts.tell()
+            raise typer.Exit(130) from None
+        if isinstance(exc, HeadwaterError):
+            typer.echo(f"error: {one_line(str(exc))}", err=True)
+            raise typer.Exit(1) from None
         # An optional driver imported deep in a code path: still name the extra.
-        from headwater.errors import missing_extra
-
         missing = missing_extra(exc)
         if missing is None:
             raise _unexpected(exc) from None
         typer.echo(f"error: {one_line(str(missing))}", err=True)
         raise typer.Exit(1) from None
-    except Exception as exc:
-        raise _unexpected(exc) from None
+    finally:
+        interrupts.leave()
 
 
 def _unexpected(exc: Exception) -> BaseException:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -35,27 +34,41 @@ def apply(
         store.close()
 
 
+def show_apply(console: Any, report: Any) -> None:
+    diff = report.diff
+    for kind, name in diff.added:
+        console.print(f"[green]+ {kind} {name}[/]")
+    for kind, name, version in diff.changed:
+        console.print(f"[yellow]~ {kind} {name} (version {version})[/]")
+    for kind, name in diff.removed:
+        console.print(f"[red]- {kind} {name}[/]")
+    if not diff.changes():
+        console.print("no changes")
+    suffix = " (dry run)" if report.dry_run else ""
+    console.print(f"{len(report.views)} feature views valid{suffix}")
+
+
 def run_with_progress(label: str, views: list[str], work: Callable[..., Any]) -> list[Any]:
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    """``work([view], on_step=...)`` for each view in turn, with a spinner on a terminal."""
+    from headwater.cli.progress import Progress
 
     results = []
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    ) as progress:
+    with Progress() as progress:
         for view in views:
-            task = progress.add_task(f"{label} {view}", total=None)
-            results.extend(
-                work(
-                    [view],
-                    on_step=lambda msg, task=task: progress.update(task, description=msg),
-                )
-            )
-            progress.remove_task(task)
+            with progress.task(f"{label} {view}") as steps:
+                results.extend(work([view], on_step=steps.step))
     return results
+
+
+Wait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        min=0,
+        help="When another run holds a view, wait up to SECONDS for it (default: fail at once).",
+    ),
+]
 
 
 @app.command()
@@ -69,27 +82,44 @@ def run(
             "replaces the current one once complete."
         ),
     ] = False,
+    apply_first: Annotated[
+        bool,
+        typer.Option(
+            "--apply", help="Apply the definitions first (default: refuse unapplied changes)."
+        ),
+    ] = False,
+    wait: Wait = 0.0,
 ) -> None:
-    """Compute feature views from their sources into the offline store."""
+    """Compute feature views from their sources into the offline store.
+
+    Each view runs on its own: a failed view does not stop the others. Each prints a line as it
+    ends (✓ or ✗); a summary closes the run; the exit status is 1 when any view failed.
+    """
+    from headwater.cli.runs import run_views
+
     console = make_console()
     with errors():
         store = open_store(repo)
-        names = list(views or sorted(store.definitions.views))
-        results = run_with_progress(
-            "running",
-            names,
-            lambda v, on_step: store.run(v, full_refresh=full_refresh, on_step=on_step),
-        )
-        for result in results:
-            skipped = f", {result.rows_skipped} skipped" if result.rows_skipped else ""
-            if result.rows_quarantined:
-                skipped += f", [yellow]{result.rows_quarantined} quarantined[/]"
-            console.print(
-                f"[green]✓[/] {result.view}: {result.rows_in} rows in, "
-                f"{result.inserted} inserted, {result.updated} updated, "
-                f"{result.deleted} deleted{skipped} ({result.seconds:.2f}s)"
+        try:
+            names = list(views or sorted(store.definitions.views))
+            for name in names:
+                store.view(name)  # an unknown name stops everything before anything runs
+            if apply_first:
+                show_apply(console, store.apply())
+            else:
+                store.require_applied(names)
+            run_views(
+                console,
+                store,
+                names,
+                lambda name, steps: store.run(
+                    [name], full_refresh=full_refresh, on_step=steps.step, on_rows=steps.rows
+                )[0],
+                label="running",
+                wait=wait,
             )
-        store.close()
+        finally:
+            store.close()
 
 
 @app.command()
@@ -103,26 +133,34 @@ def backfill(
         datetime | None,
         typer.Option(metavar="TIME", help="End of the period, exclusive (UTC; default now)."),
     ] = None,
+    wait: Wait = 0.0,
 ) -> None:
     """Recompute the rows of a period (sources re-read; cursors untouched)."""
     from datetime import UTC
 
+    from headwater.cli.runs import run_views
+
     console = make_console()
     with errors():
         store = open_store(repo)
-        names = list(views or sorted(store.definitions.views))
-        stop = end or datetime.now(UTC)
-        results = run_with_progress(
-            "backfilling",
-            names,
-            lambda v, on_step: store.backfill(v, start=start, end=stop, on_step=on_step),
-        )
-        for result in results:
-            console.print(
-                f"[green]✓[/] {result.view}: {result.inserted} inserted, "
-                f"{result.updated} updated ({result.seconds:.2f}s)"
+        try:
+            names = list(views or sorted(store.definitions.views))
+            for name in names:
+                store.view(name)
+            store.require_applied(names)
+            stop = end or datetime.now(UTC)
+            run_views(
+                console,
+                store,
+                names,
+                lambda name, steps: store.backfill(
+                    [name], start=start, end=stop, on_step=steps.step, on_rows=steps.rows
+                )[0],
+                label="backfilling",
+                wait=wait,
             )
-        store.close()
+        finally:
+            store.close()
 
 
 @app.command()

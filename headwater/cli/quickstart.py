@@ -136,6 +136,7 @@ def _build(
     force: bool,
     made_schema: list[str],
 ) -> None:
+    from headwater.cli.progress import Progress
     from headwater.feature_store import FeatureStore
     from headwater.observability import configure_logging
 
@@ -159,31 +160,40 @@ def _build(
         )
     )
     console.print(f"[bold]headwater quickstart[/] → {directory} (project {name})")
-    if postgres:
-        create_schema(postgres, schema, force=force)
-        made_schema.append(schema)
-    counts = generate(data, rng, now, users=users, days=days, postgres=postgres, schema=schema)
-    console.print(
-        f"generated {users} users, {counts['orders']} orders, {counts['clicks']} clicks "
-        f"over {days} days" + (f" (orders in PostgreSQL schema {schema})" if postgres else "")
-    )
-
-    store = FeatureStore(directory)
-    try:
-        report = store.apply()
-        console.print(f"applied {len(report.views)} feature views")
-        for result in store.run():
-            console.print(
-                f"  ran {result.view}: {result.rows_in} rows in → {result.inserted} rows "
-                f"({result.seconds:.1f}s)"
+    with Progress() as progress:
+        if postgres:
+            create_schema(postgres, schema, force=force)
+            made_schema.append(schema)
+        with progress.task("generating data"):
+            counts = generate(
+                data, rng, now, users=users, days=days, postgres=postgres, schema=schema
             )
-        entities = sum(r.entities for r in store.materialize())
-        console.print(f"materialized {entities} entity rows to the online store")
-        _show_online(store, console)
-        path = _training_set(store, rng, now, users, data / "training_set.parquet")
-        console.print(f"wrote a point-in-time training set to {path}")
-    finally:
-        store.close()
+        console.print(
+            f"generated {users} users, {counts['orders']} orders, {counts['clicks']} clicks "
+            f"over {days} days" + (f" (orders in PostgreSQL schema {schema})" if postgres else "")
+        )
+        store = FeatureStore(directory)
+        try:
+            with progress.task("applying the definitions"):
+                report = store.apply()
+            console.print(f"applied {len(report.views)} feature views")
+            for view in sorted(store.definitions.views):
+                with progress.task(f"running {view}") as steps:
+                    (result,) = store.run([view], on_step=steps.step, on_rows=steps.rows)
+                progress.print(
+                    console,
+                    f"  ran {result.view}: {result.rows_in} rows in → {result.inserted} rows "
+                    f"({result.seconds:.1f}s)",
+                )
+            with progress.task("materializing"):
+                entities = sum(r.entities for r in store.materialize())
+            console.print(f"materialized {entities} entity rows to the online store")
+            _show_online(store, console)
+            with progress.task("writing a point-in-time training set"):
+                path = _training_set(store, rng, now, users, data / "training_set.parquet")
+            console.print(f"wrote a point-in-time training set to {path}")
+        finally:
+            store.close()
     console.print(
         f"[green]done in {time.perf_counter() - started:.1f}s[/]. Try:\n"
         f"  headwater status --repo {directory}\n"

@@ -97,10 +97,11 @@ def history(
     ] = None,
 ) -> None:
     """Write a point-in-time correct training set (.parquet or .csv)."""
+    from headwater.cli.progress import Progress
     from headwater.cli.versions import parse_pins
     from headwater.errors import ConfigError
 
-    with errors():
+    with errors(), Progress() as progress:
         if output.suffix.lower() not in _OUTPUT_SUFFIXES:
             raise ConfigError(
                 f"--output {output}: cannot write {output.suffix or 'a file without an extension'}",
@@ -109,11 +110,15 @@ def history(
         pins = parse_pins(table_version or [])
         store = open_store(repo)
         names = [name for item in features for name in item.split(",") if name]
-        table = store.get_historical_features(
-            _read_table(entities), names, full_feature_names=full_names, versions=pins
-        ).to_arrow()
+        with progress.task(f"reading {entities}"):
+            rows = _read_table(entities)
+        with progress.task(f"joining {rows.num_rows:,} entity rows with {len(names)} features"):
+            table = store.get_historical_features(
+                rows, names, full_feature_names=full_names, versions=pins
+            ).to_arrow()
         store.close()
-        _write_table(table, output)
+        with progress.task(f"writing {output}"):
+            _write_table(table, output)
     typer.echo(f"wrote {table.num_rows} rows to {output}")
 
 
@@ -221,7 +226,7 @@ def _quality_summary(results: list[Any], run: Any) -> Cell:
 
 
 _BAD = ("failed", "quarantined", "warned")
-_RUN_COLOURS = {"success": "green", "failed": "red", "aborted": "red"}
+_RUN_COLOURS = {"success": "green", "failed": "red", "interrupted": "red", "aborted": "red"}
 _ACTION_COLOURS = {"passed": "green", "warned": "yellow", "quarantined": "yellow", "failed": "red"}
 
 

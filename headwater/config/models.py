@@ -192,6 +192,19 @@ _BASES: dict[str, type[PluginConfig]] = {
 }
 
 
+class RunsConfig(_Model):
+    """``runs``: how batch runs (``headwater run``, ``backfill``) judge and guard themselves."""
+
+    max_skipped_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """Largest share of a run's rows that may be set aside (quarantined, or without a join key
+    or event time) before the run fails (the default 1.0: never). A run none of whose rows has
+    a join key and an event time always fails."""
+    lease_s: float = Field(default=120.0, gt=0.0)
+    """Seconds without a heartbeat after which a running run (and its hold on its view) is
+    taken for dead and marked ``aborted``; a run on this host whose process is gone is marked
+    at once."""
+
+
 class ProjectConfig(_Model):
     """The whole of ``headwater.yaml``."""
 
@@ -210,6 +223,8 @@ class ProjectConfig(_Model):
         default_factory=_default(EngineConfig, "duckdb")
     )
     connections: dict[str, Annotated[ConnectionConfig, _Section()]] = Field(default_factory=dict)
+    runs: RunsConfig = Field(default_factory=RunsConfig)
+    """How batch runs judge the rows they set aside, and how long a silent run holds its view."""
     root: Path = Field(default=Path("."), exclude=True)
     """The project folder (set by the loader, not read from YAML)."""
 

@@ -10,13 +10,14 @@ not DuckDB's own default of 80 % of the machine's RAM, which lets a run grow wit
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from headwater.config.machine import memory_bytes, usable_cpus
 from headwater.config.models import EngineConfig
 from headwater.engines.compile import Ordered, Restriction, compile_ordered, compile_view
-from headwater.errors import ConfigError, DefinitionError
+from headwater.errors import ConfigError, DefinitionError, on_interrupt
 from headwater.sql import quote_ident as q
 from headwater.stores.offline.base import TIME_ORDERED
 
@@ -27,6 +28,15 @@ if TYPE_CHECKING:
     from headwater.config import ProjectConfig
     from headwater.definitions import FeatureView
     from headwater.engines.base import FeatureRequest
+
+
+_CONNECTIONS: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+"""The engine's open connections, interrupted when the process is asked to stop."""
+
+
+def _interrupt_connections() -> None:
+    for con in list(_CONNECTIONS):
+        con.interrupt()
 
 
 class DuckDBEngineConfig(EngineConfig):
@@ -55,6 +65,8 @@ class DuckDBEngine:
         import duckdb
 
         con = duckdb.connect()
+        on_interrupt(_interrupt_connections)
+        _CONNECTIONS.add(con)
         con.execute("SET TimeZone = 'UTC'")
         temp = self.project.resolve(self.config.temp_directory)
         os.makedirs(temp, exist_ok=True)

@@ -92,10 +92,15 @@ class Runner:
         full_refresh: bool = False,
         time_range: tuple[int, int] | None = None,
         on_step: Callable[[str], None] | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> RunResult:
         """Run ``view``; with ``time_range`` (a backfill) only rows in ``[start, end)`` are
-        recomputed, from a full read of the source, and no cursor is read or committed."""
+        recomputed, from a full read of the source, and no cursor is read or committed.
+
+        ``on_step`` is told each step (``reading events``, ``writing spend``); ``on_rows`` the
+        rows read so far, while a streamed source is read and once the count is known."""
         step = on_step or (lambda _msg: None)
+        rows = on_rows or (lambda _rows: None)
         kind = "run" if time_range is None else "backfill"
         details: dict[str, Any] = {"full_refresh": full_refresh}
         if time_range is not None:
@@ -106,7 +111,7 @@ class Runner:
             with recorded as run:
                 con = self.engine.connect()
                 try:
-                    result = self._run(con, view, run.run_id, full_refresh, time_range, step)
+                    result = self._run(con, view, run.run_id, full_refresh, time_range, step, rows)
                 finally:
                     con.close()
                 result.seconds = time.perf_counter() - started
@@ -138,6 +143,7 @@ class Runner:
         full_refresh: bool,
         time_range: tuple[int, int] | None,
         step: Callable[[str], None],
+        on_rows: Callable[[int], None],
     ) -> RunResult:
         connector = open_connector(view.source, self.project)
         # The table version written: a new one (changed definition, full refresh) is built
@@ -184,17 +190,36 @@ class Runner:
         ):
             # Nothing needs the rows twice: compute from the stream as it comes.
             scan, seq, stats, rows_in, skipped = self._stream(
-                con, connector, scan, checkpoint, view, gate, time_range, run_id, step, into.view
+                con,
+                connector,
+                scan,
+                checkpoint,
+                view,
+                gate,
+                time_range,
+                run_id,
+                step,
+                into.view,
+                on_rows,
             )
+            # Written already (the rows read were computed as they came); the cursor does not
+            # move past a run that set aside too much.
+            self._judge(view, rows_in, gate.rows_quarantined, skipped)
         else:
-            scan, relation = self._read(con, connector, checkpoint, view.name, run_id, scan)
+            scan, relation = self._read(
+                con, connector, checkpoint, view.name, run_id, scan, on_rows
+            )
             relation = gate.source(relation)
             # Cleaning steps of the view, on the rows that passed the source checks.
             statistics = fitted_statistics(con, view, project=self.project, registry=self.registry)
             cleaned = apply_transforms(con, view, relation, statistics=statistics, run_id=run_id)
             relation = cleaned.relation
             rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
-            rows_in += gate.rows_quarantined + cleaned.rows_removed
+            if skipped:
+                gate.set_aside_unplaceable(relation)
+            rows_in += gate.rows_quarantined - skipped + cleaned.rows_removed
+            on_rows(rows_in)
+            self._judge(view, rows_in, gate.rows_quarantined, skipped)
             step(f"computing {view.name}")
             if landing is not None:
                 output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
@@ -207,8 +232,8 @@ class Runner:
             seq = self.registry.next_seq()
             stats = self.offline.write(into.view, output, seq=seq)
         if skipped:
-            log.warning(
-                "rows without an event time or join key were left out",
+            log.info(
+                "rows without an event time or join key were quarantined",
                 extra={"fields": {"view": view.name, "run_id": run_id, "rows": skipped}},
             )
         if landing is not None:
@@ -240,6 +265,44 @@ class Runner:
                 "built": into.building,
             },
         )
+
+    @staticmethod
+    def _set_aside(con: duckdb.DuckDBPyConnection, gate: QualityGate, tally: _Tally) -> None:
+        """Quarantine the rows of a stream without an event time or a join key."""
+        import pyarrow as pa
+
+        name = f"__hw_unplaced_{gate.run_id}"
+        con.register(name, pa.Table.from_batches(tally.unplaced))
+        try:
+            gate.set_aside_unplaceable(name)
+        finally:
+            con.unregister(name)
+        tally.unplaced.clear()
+
+    def _judge(self, view: FeatureView, rows_in: int, set_aside: int, unplaced: int) -> None:
+        """Fail the run when no row it read has a join key and an event time (a read that lost
+        its columns), or when it set aside (quarantined, or without key or time) more of its
+        rows than ``runs.max_skipped_ratio`` allows."""
+        if rows_in <= 0 or set_aside <= 0:
+            return
+        limit = self.project.runs.max_skipped_ratio
+        share = set_aside / rows_in
+        if unplaced >= rows_in:
+            raise RunFailed(
+                f"view {view.name!r}: none of the {rows_in} rows read has both a join key "
+                f"({', '.join(view.join_keys)}) and an event time "
+                f"({view.source.timestamp_field}); the cursor stays where it was",
+                fix=f"look at the source and its reader options (the rows are in "
+                f"`headwater quarantine {view.name}`)",
+            )
+        if share > limit:
+            raise RunFailed(
+                f"view {view.name!r}: {set_aside} of {rows_in} rows read ({share:.0%}) were set "
+                f"aside (quarantined or without a join key or event time), over the limit "
+                f"runs.max_skipped_ratio={limit:g}; the cursor stays where it was",
+                fix=f"see them with `headwater quarantine {view.name}` and fix the source or "
+                "the checks, or raise runs.max_skipped_ratio in headwater.yaml",
+            )
 
     def check(
         self,
@@ -323,6 +386,7 @@ class Runner:
         view: str,
         run_id: str,
         scan: Scan | None = None,
+        on_rows: Callable[[int], None] | None = None,
     ) -> tuple[Scan, str]:
         """Scan the source (``scan``: a first scan already made); a one-shot stream (database
         read) is kept in DuckDB (spills to disk) so it can be counted and read more than once.
@@ -334,6 +398,8 @@ class Runner:
             scan = scan or connector.scan(con, checkpoint=checkpoint)
             if not scan.one_shot:
                 return scan, scan.relation
+            if on_rows is not None and isinstance(scan, StreamScan) and scan.watchers is not None:
+                scan.watchers.append(_Counter(on_rows))
             try:
                 con.execute(
                     f"CREATE OR REPLACE TEMP TABLE __hw_src AS SELECT * FROM {scan.relation}"
@@ -356,6 +422,7 @@ class Runner:
         run_id: str,
         step: Callable[[str], None],
         into: FeatureView,
+        on_rows: Callable[[int], None],
     ) -> tuple[Scan, int, WriteStats, int, int]:
         """Compute the view from a one-shot stream as it is read and write the result, with no
         copy of the rows read: ``(scan, seq, write stats, rows read, rows left out)``. The rows
@@ -368,7 +435,7 @@ class Runner:
         """
         attempt = 0
         while True:
-            tally = _Tally(view)
+            tally = _Tally(view, on_rows)
             assert scan.watchers is not None  # each scan of the connector calls its watchers
             scan.watchers.append(tally)
             try:
@@ -381,6 +448,9 @@ class Runner:
                 step(f"writing {view.name}")
                 seq = self.registry.next_seq()
                 stats = self.offline.write(into, output, seq=seq)
+                on_rows(tally.rows)
+                if tally.skipped:
+                    self._set_aside(con, gate, tally)
                 return scan, seq, stats, tally.rows, tally.skipped
             except Exception as exc:
                 _read_again(scan, exc, attempt, view.name, run_id)
@@ -390,27 +460,44 @@ class Runner:
             scan = fresh
 
 
+class _Counter:
+    """Tells ``on_rows`` the rows of a stream read so far, batch by batch."""
+
+    def __init__(self, on_rows: Callable[[int], None]) -> None:
+        self.on_rows = on_rows
+        self.rows = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> None:
+        self.rows += batch.num_rows
+        self.on_rows(self.rows)
+
+
 class _Tally:
     """Rows of a stream, and those without an event time or a join key (as
-    :meth:`DuckDBEngine.unplaceable_rows` counts them in a kept copy)."""
+    :meth:`DuckDBEngine.unplaceable_rows` counts them in a kept copy), which are kept (in
+    memory) to be quarantined."""
 
-    def __init__(self, view: FeatureView) -> None:
+    def __init__(self, view: FeatureView, on_rows: Callable[[int], None]) -> None:
         self.columns = [view.source.timestamp_field, *view.join_keys]
+        self.on_rows = on_rows
         self.rows = 0
         self.skipped = 0
+        self.unplaced: list[pa.RecordBatch] = []
 
     def __call__(self, batch: pa.RecordBatch) -> None:
         import pyarrow.compute as pc
 
         self.rows += batch.num_rows
+        self.on_rows(self.rows)
         missing = None
         for name in self.columns:
             column = batch.column(batch.schema.get_field_index(name))
             if column.null_count:
                 nulls = column.is_null()
                 missing = nulls if missing is None else pc.or_(missing, nulls)
-        if missing is not None:
+        if missing is not None and missing.true_count:
             self.skipped += missing.true_count
+            self.unplaced.append(batch.filter(missing))
 
 
 def _after(scan: StreamScan, output: pa.RecordBatchReader) -> pa.RecordBatchReader:

@@ -3,9 +3,9 @@ worker — is started, finished and failed the same way.
 
 ``with RecordedRun(registry, view, kind, details) as run:`` records the run as ``running``, and
 on the way out ``success`` (with the rows and details given to :meth:`RecordedRun.finish`) or
-``failed`` with the error, redacted, whatever the exception (an interrupted run is recorded as
-failed too, never left ``running``). Each end is logged with the run id and counted in the
-process's metrics (:mod:`headwater.observability.metrics`).
+``failed`` with the error, redacted, whatever the exception — or ``interrupted`` when the
+process was asked to stop (Ctrl-C), never left ``running``. Each end is logged with the run id
+and counted in the process's metrics (:mod:`headwater.observability.metrics`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import HeadwaterError
+from headwater.errors import HeadwaterError, was_interrupted
 from headwater.observability import get_logger, metrics, redact
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def describe(exc: BaseException) -> str:
     the exception's type and text)."""
     if isinstance(exc, HeadwaterError):
         return redact(exc.message)
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or was_interrupted():
         return "interrupted (KeyboardInterrupt)"
     return redact(f"{type(exc).__name__}: {exc}")
 
@@ -59,12 +59,13 @@ class RecordedRun:
         self._beats: threading.Thread | None = None
 
     def __enter__(self) -> RecordedRun:
-        from headwater.stores.registry import HEARTBEAT_S
-
         self.run_id = self.registry.start_run(self.view, self.kind, self.details)
         self._started = time.perf_counter()
         self._beats = threading.Thread(
-            target=self._beat, args=(HEARTBEAT_S,), name=f"heartbeat-{self.view}", daemon=True
+            target=self._beat,
+            args=(self.registry.heartbeat_s,),
+            name=f"heartbeat-{self.view}",
+            daemon=True,
         )
         self._beats.start()
         return self
@@ -113,16 +114,19 @@ class RecordedRun:
             return
         self.seconds = time.perf_counter() - self._started
         message = describe(exc)
+        status = (
+            "interrupted" if isinstance(exc, KeyboardInterrupt) or was_interrupted() else "failed"
+        )
         try:
-            self.registry.finish_run(self.run_id, "failed", error=message)
+            self.registry.finish_run(self.run_id, status, error=message)
         except Exception as failure:  # never hide the run's own error behind this one
             log.error(
                 "could not record the failed run",
                 extra={"fields": self._fields(error=describe(failure))},
             )
         self._ended = True
-        self._count("failed")
-        log.info(f"{self.kind} failed", extra={"fields": self._fields(error=message)})
+        self._count(status)
+        log.info(f"{self.kind} {status}", extra={"fields": self._fields(error=message)})
 
     def _count(self, status: str) -> None:
         metrics.RUNS.labels(self.view, self.kind, status).inc()

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from headwater.definitions.checks import Unique
+from headwater.errors import QualityFailed
 from headwater.observability import get_logger
 from headwater.quality.contract import compare
 from headwater.quality.evaluate import evaluate
@@ -24,6 +25,8 @@ from headwater.quality.privacy import Privacy
 from headwater.quality.quarantine import write_quarantine
 from headwater.quality.results import CheckResult, QualityOutcome, raise_for
 from headwater.quality.rules import StoredKeys
+from headwater.sql import quote_ident as q
+from headwater.sql import sql_literal
 from headwater.stores.registry import CheckRecord
 
 if TYPE_CHECKING:
@@ -126,6 +129,8 @@ class QualityGate:
         subject = f"source {source.name!r}"
         recorded = None if self.registry is None else self.registry.source_schema(source.name)
         contract = compare(self.con, source, relation, recorded, subject)
+        if contract.result is not None:
+            self._require_placing_columns(relation, contract.result.diagnostics)
         checks = [*contract.checks, *source.checks]
         if not checks and contract.result is None:
             return relation
@@ -150,6 +155,54 @@ class QualityGate:
         results = ([contract.result] if contract.result else []) + outcome.results
         self._finish("source", outcome, results)
         return passing
+
+    def _require_placing_columns(self, relation: str, diagnostics: dict[str, Any]) -> None:
+        """Refuse a read that lost the event-time or a join-key column (a changed reader option
+        can make a CSV read as one column): every row would be set aside."""
+        view, source = self.view, self.view.source
+        missing = set(diagnostics.get("missing") or ())
+        roles = [(source.timestamp_field, "event time")] + [(k, "join key") for k in view.join_keys]
+        for column, role in roles:
+            if column in missing:
+                found = [
+                    str(r[0])
+                    for r in self.con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+                ]
+                shown = ", ".join(found[:6]) + (", …" if len(found) > 6 else "")
+                raise QualityFailed(
+                    f"view {view.name!r}: source {source.name!r} has no column {column!r} (the "
+                    f"{role}) any more; it reads as {len(found)} column(s): {shown}",
+                    fix="check the source's path and reader options (delimiter, header); if "
+                    "the column was renamed, change the definitions and `headwater apply`",
+                )
+
+    def set_aside_unplaceable(self, relation: str) -> int:
+        """Quarantine the rows of ``relation`` without an event time or a join key (the view
+        cannot place them in time or by entity), with the reason; return how many there are.
+        Written by :meth:`commit` with the other quarantined rows."""
+        view = self.view
+        roles = [(k, "join key") for k in view.join_keys]
+        roles.append((view.source.timestamp_field, "event time"))
+        bad = " OR ".join(f"{q(c)} IS NULL" for c, _ in roles)
+        reasons = ", ".join(
+            f"CASE WHEN {q(c)} IS NULL THEN {sql_literal(f'null {role} {c}')} END"
+            for c, role in roles
+        )
+        checks = ", ".join(
+            f"CASE WHEN {q(c)} IS NULL THEN {sql_literal(f'not_null({c})')} END" for c, _ in roles
+        )
+        table = f"{self._tag}_unplaced{next(_ids)}"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT *, coalesce({checks}) AS _check, "
+            f"concat_ws('; ', {reasons}) AS _reason, {sql_literal(self.run_id)} AS _run_id "
+            f"FROM {relation} WHERE {bad}"
+        )
+        self._temporary.append(("TABLE", table))
+        count = int(self.con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+        if count:
+            self._pending.append(("source", table))
+            self.report.rows_quarantined += count
+        return count
 
     def output(self, data: pa.RecordBatchReader, batch_rows: int = 100_000) -> pa.RecordBatchReader:
         """Check the computed rows; return the rows to write."""

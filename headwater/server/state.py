@@ -135,6 +135,7 @@ class ServerState:
     def runs(self, view: str | None, kind: str | None, limit: int) -> list[RunRecord]:
         """Recent runs, newest first."""
         with self._lock:
+            self.store.registry.abort_dead_runs()  # dead processes' runs show as aborted
             return self.store.registry.runs(view=view, kind=kind, limit=limit)
 
     def online(

@@ -72,7 +72,7 @@ def test_an_interrupted_run_is_not_left_running(registry: Registry) -> None:
     with pytest.raises(KeyboardInterrupt), RecordedRun(registry, "v_int", "stream"):
         raise KeyboardInterrupt
     (record,) = registry.runs("v_int")
-    assert (record.status, record.error) == ("failed", "interrupted (KeyboardInterrupt)")
+    assert (record.status, record.error) == ("interrupted", "interrupted (KeyboardInterrupt)")
 
 
 def test_a_run_left_without_finish_succeeds_empty(registry: Registry) -> None:
@@ -84,7 +84,8 @@ def test_a_run_left_without_finish_succeeds_empty(registry: Registry) -> None:
 def test_the_heartbeat_is_refreshed_while_the_run_works(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("headwater.stores.registry.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(registry, "lease_s", 0.3)  # a beat every sixth of the lease
+    assert registry.heartbeat_s == pytest.approx(0.05)
     beats: list[str] = []
     real = registry.heartbeat
     monkeypatch.setattr(registry, "heartbeat", lambda run_id: (beats.append(run_id), real(run_id)))
@@ -168,6 +169,38 @@ def test_a_live_local_run_is_never_aborted_however_quiet(registry: Registry) -> 
     _own(registry, mine, process_owner(), seconds_ago=3600)
     assert registry.abort_dead_runs() == []
     assert registry.runs("v_live")[0].status == "running"
+
+
+def test_a_view_is_held_by_one_live_run_at_a_time(registry: Registry) -> None:
+    import socket
+
+    from headwater.errors import ViewBusy
+
+    held = registry.start_run("v_lease", "run")
+    with pytest.raises(ViewBusy) as caught:
+        registry.start_run("v_lease", "backfill")
+    message = str(caught.value)
+    assert f"view 'v_lease' is busy: run {held} by {socket.gethostname()}:" in message
+    assert "started at " in message and "--wait SECONDS" in message
+    registry.start_run("v_lease", "materialize")  # another kind of work on the view
+    registry.start_run("v_other", "run")  # another view
+    registry.finish_run(held, "success")
+    registry.start_run("v_lease", "run")  # free again
+
+
+def test_a_silent_holder_of_another_host_frees_the_view_after_the_lease(
+    registry: Registry,
+) -> None:
+    held = registry.start_run("v_far_lease", "run")
+    _own(registry, held, "elsewhere.example:4242:99", seconds_ago=5)
+    registry.lease_s = 30
+    from headwater.errors import ViewBusy
+
+    with pytest.raises(ViewBusy, match=r"by elsewhere\.example:4242, started at"):
+        registry.start_run("v_far_lease", "run")
+    _own(registry, held, "elsewhere.example:4242:99", seconds_ago=31)
+    registry.start_run("v_far_lease", "run")
+    assert registry.runs("v_far_lease")[-1].status == "aborted"
 
 
 OLD_RUNS = (

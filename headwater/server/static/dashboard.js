@@ -66,7 +66,7 @@ function fmtInt(n) {
 }
 
 function badge(status, label) {
-  const known = ["success", "failed", "aborted", "running", "stale"].includes(status);
+  const known = ["success", "failed", "interrupted", "aborted", "running", "stale"].includes(status);
   return el("span", { class: `badge ${known ? status : "none"}`, text: label || status });
 }
 

@@ -66,6 +66,7 @@ class Registry(RunRecords, QualityRecords, FittedRecords, VersionRecords):
             ConfigError: The registry cannot be opened or was written by a newer headwater.
         """
         self.config = config
+        self.lease_s = project.runs.lease_s
         self._lock = threading.RLock()
         backend: type[Db] = load_plugin("headwater.registries", config.type)
         self._db = backend.open(config, project)

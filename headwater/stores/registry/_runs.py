@@ -5,7 +5,14 @@ records ``success`` or ``failed``. A process killed in between (SIGKILL, a lost 
 finishes its run, so each run also records its *owner* — host, process id and the process's
 start time — and a *heartbeat* its owner refreshes while it works. The next run to start marks a
 ``running`` run ``aborted`` when its owner process is gone (same host: checked at once) or its
-heartbeat is older than :data:`LEASE_S` (any host).
+heartbeat is older than the lease (``runs.lease_s``, default :data:`LEASE_S`; any host).
+
+The same owner and heartbeat make a *per-view lease*: a run or backfill of a view starts only
+when no live run or backfill of that view is running (a materialization only when no live
+materialization of it is); otherwise :meth:`RunRecords.start_run` raises :class:`ViewBusy`
+naming the holder. The check and the insert are one serialised transaction, so of two runs
+started at once exactly one gets the view. A dead holder's run is marked ``aborted`` first,
+which frees the view.
 """
 
 from __future__ import annotations
@@ -19,14 +26,21 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from headwater.errors import NotFound
+from headwater.errors import NotFound, ViewBusy
 from headwater.observability.redact import redact
 from headwater.stores.registry._records import RunRecord
 from headwater.stores.registry._sql import Db
 
 RUN_KINDS = ("run", "materialize", "backfill", "stream")
-FINAL_STATUSES = ("success", "failed")
+FINAL_STATUSES = ("success", "failed", "interrupted")
 STATUSES = ("running", *FINAL_STATUSES, "aborted")
+LEASES = {
+    "run": ("run", "backfill"),
+    "backfill": ("run", "backfill"),
+    "materialize": ("materialize",),
+}
+"""Kinds of runs of one view that exclude each other (streaming workers share a view's
+partitions through Kafka instead)."""
 
 HEARTBEAT_S = 20.0
 """How often a running run's owner refreshes its heartbeat."""
@@ -80,22 +94,47 @@ def owner_alive(owner: str) -> bool | None:
     return True
 
 
+def describe_owner(owner: str | None) -> str:
+    """``host:pid`` of an owner ``host:pid:start``."""
+    if not owner:
+        return "an unknown process"
+    parts = owner.rsplit(":", 2)
+    return ":".join(parts[:2]) if len(parts) == 3 else owner
+
+
 class RunRecords:
     """Registry methods for the run history (mixed into ``Registry``)."""
 
     _db: Db
     _lock: threading.RLock
+    lease_s: float = LEASE_S
+    """Seconds without a heartbeat after which a running run is taken for dead."""
+
+    @property
+    def heartbeat_s(self) -> float:
+        """How often a running run's owner refreshes its heartbeat (a sixth of the lease, at
+        most :data:`HEARTBEAT_S`)."""
+        return min(HEARTBEAT_S, self.lease_s / 6)
 
     def start_run(self, view: str, kind: str = "run", details: dict[str, Any] | None = None) -> str:
         """Record a run as ``running`` and return its id (32 hex characters, time-sortable).
 
-        Runs left ``running`` by dead processes are marked ``aborted`` first."""
+        Runs left ``running`` by dead processes are marked ``aborted`` first.
+
+        Raises:
+            ViewBusy: a live run of ``view`` holds it (see :data:`LEASES`).
+        """
         if kind not in RUN_KINDS:
             raise ValueError(f"run kind must be one of {RUN_KINDS}, got {kind!r}")
-        self.abort_dead_runs()
         run_id = f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
-        now = self._db.to_db_ts(_now())
         with self._lock, self._db.transaction():
+            # A no-op write takes the row lock: starts of runs are serialised, so the check
+            # below and the insert are one step.
+            self._db.run("UPDATE {meta} SET value = value WHERE name = 'schema_version'")
+            self._abort_dead()
+            now = self._db.to_db_ts(_now())
+            if kind in LEASES:
+                self._check_lease(view, kind)
             self._db.run(
                 "INSERT INTO {runs} (run_id, view_name, kind, status, started_at, details,"
                 " owner, heartbeat_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
@@ -111,9 +150,35 @@ class RunRecords:
                 (self._db.to_db_ts(_now()), run_id),
             )
 
-    def abort_dead_runs(self, *, lease_s: float = LEASE_S) -> list[str]:
+    def _check_lease(self, view: str, kind: str) -> None:
+        kinds = LEASES[kind]
+        marks = ", ".join("?" for _ in kinds)
+        rows = self._db.run(
+            "SELECT run_id, kind, owner, started_at FROM {runs} WHERE view_name = ?"
+            f" AND status = 'running' AND kind IN ({marks}) ORDER BY started_at",
+            (view, *kinds),
+        )
+        if not rows:
+            return
+        run_id, held_by, owner, started = rows[0]
+        since = self._db.from_db_ts(started).strftime("%Y-%m-%d %H:%M:%S UTC")
+        holder = describe_owner(owner)
+        raise ViewBusy(
+            f"view {view!r} is busy: {held_by} {run_id} by {holder}, started at {since}, "
+            "is still running",
+            fix="wait for it to end (`headwater run --wait SECONDS` waits), or stop that "
+            f"process; a dead one frees the view after {self.lease_s:.0f}s without a heartbeat",
+            holder=holder,
+        )
+
+    def abort_dead_runs(self, *, lease_s: float | None = None) -> list[str]:
         """Mark ``aborted`` the running runs whose owner process is gone, or whose heartbeat
-        is older than ``lease_s``; return their ids."""
+        is older than ``lease_s`` (default: the registry's lease); return their ids."""
+        with self._lock, self._db.transaction():
+            return self._abort_dead(lease_s)
+
+    def _abort_dead(self, lease_s: float | None = None) -> list[str]:
+        lease_s = self.lease_s if lease_s is None else lease_s
         now = _now()
         with self._lock:
             rows = self._db.run(
@@ -132,7 +197,7 @@ class RunRecords:
         if not dead:
             return []
         ended = self._db.to_db_ts(now)
-        with self._lock, self._db.transaction():
+        with self._lock:
             for run_id, why in dead:
                 self._db.run(
                     "UPDATE {runs} SET status = 'aborted', ended_at = ?, error = ?"
