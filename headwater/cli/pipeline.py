@@ -95,7 +95,7 @@ def run(
     Each view runs on its own: a failed view does not stop the others. Each prints a line as it
     ends (✓ or ✗); a summary closes the run; the exit status is 1 when any view failed.
     """
-    from headwater.cli.runs import run_views
+    from headwater.cli.runs import line, run_views
 
     console = make_console()
     with errors():
@@ -117,6 +117,7 @@ def run(
                 )[0],
                 label="running",
                 wait=wait,
+                show=lambda result: line(store, result),
             )
         finally:
             store.close()
@@ -138,7 +139,7 @@ def backfill(
     """Recompute the rows of a period (sources re-read; cursors untouched)."""
     from datetime import UTC
 
-    from headwater.cli.runs import run_views
+    from headwater.cli.runs import line, run_views
 
     console = make_console()
     with errors():
@@ -158,6 +159,7 @@ def backfill(
                 )[0],
                 label="backfilling",
                 wait=wait,
+                show=lambda result: line(store, result),
             )
         finally:
             store.close()
@@ -171,15 +173,32 @@ def materialize(
         bool, typer.Option(help="Clear the online view and reload it from all history.")
     ] = False,
 ) -> None:
-    """Copy the latest offline rows per entity into the online store."""
+    """Copy the latest offline rows per entity into the online store.
+
+    Each view is materialized on its own: a failed view does not stop the others. Each prints
+    a line as it ends (✓ or ✗); a summary closes the command; the exit status is 1 when any
+    view failed.
+    """
+    from headwater.cli.runs import run_views
+
     console = make_console()
     with errors():
         store = open_store(repo)
-        for result in store.materialize(views, full_refresh=full_refresh):
-            console.print(
-                f"[green]✓[/] {result.view}: {result.entities} entities ({result.seconds:.2f}s)"
+        try:
+            names = [store.view(name).name for name in views or sorted(store.definitions.views)]
+            names = [name for name in names if store.view(name).online]
+            run_views(
+                console,
+                store,
+                names,
+                lambda name, _steps: store.materialize([name], full_refresh=full_refresh)[0],
+                label="materializing",
+                show=lambda result: (
+                    f"[green]✓[/] {result.view}: {result.entities} entities ({result.seconds:.2f}s)"
+                ),
             )
-        store.close()
+        finally:
+            store.close()
 
 
 @app.command()

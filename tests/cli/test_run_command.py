@@ -138,6 +138,24 @@ def test_two_failing_views_end_in_one_error_line(tmp_path: Path) -> None:
     assert lines[-1].startswith("2 views: 0 succeeded, 2 failed (a_spend, c_daily) in ")
 
 
+def test_materialize_goes_on_past_a_failing_view(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    ok(headwater("run", "a_spend", "c_daily", "--apply", "--repo", root))
+    # a_spend's offline table is damaged: its materialization fails, c_daily's still runs.
+    (damaged,) = (root / "data" / "offline" / "a_spend").rglob("*.parquet")
+    damaged.write_bytes(b"not a parquet file")
+    result = headwater("materialize", "a_spend", "c_daily", "--repo", root)
+    line = fails(result)
+    assert line.startswith("error: view 'a_spend': unexpected InvalidInputException: ")
+    assert "Parquet magic bytes not found" in line
+    lines = result.stdout.splitlines()
+    assert [x.split(":")[0] for x in lines] == ["✗ a_spend", "✓ c_daily", "2 views"]
+    assert lines[1].startswith("✓ c_daily: 3 entities (")
+    assert lines[2].startswith("2 views: 1 succeeded, 1 failed (a_spend) in ")
+    assert [r.status for r in runs(root, "c_daily") if r.kind == "materialize"] == ["success"]
+    assert [r.status for r in runs(root, "a_spend") if r.kind == "materialize"] == ["failed"]
+
+
 # ---------------------------------------------------------------------- applied definitions
 def test_run_refuses_definitions_never_applied(tmp_path: Path) -> None:
     root = project(tmp_path)
