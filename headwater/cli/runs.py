@@ -138,6 +138,10 @@ def line(store: FeatureStore, result: RunResult) -> str:
         if result.rows_skipped:
             kept += f" ({result.rows_skipped} without a join key or event time)"
         parts.append(f"[yellow]{kept}[/]")
+    if result.details.get("built"):
+        parts.append(
+            f"[cyan]built table version {result.details['table_version']} (now serving)[/]"
+        )
     return f"[green]✓[/] {result.view}: {', '.join(parts)} ({result.seconds:.2f}s)"
 
 
