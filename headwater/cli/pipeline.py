@@ -113,7 +113,11 @@ def run(
                 store,
                 names,
                 lambda name, steps: store.run(
-                    [name], full_refresh=full_refresh, on_step=steps.step, on_rows=steps.rows
+                    [name],
+                    full_refresh=full_refresh,
+                    on_step=steps.step,
+                    on_rows=steps.rows,
+                    on_progress=steps.progress,
                 )[0],
                 label="running",
                 wait=wait,
@@ -155,7 +159,12 @@ def backfill(
                 store,
                 names,
                 lambda name, steps: store.backfill(
-                    [name], start=start, end=stop, on_step=steps.step, on_rows=steps.rows
+                    [name],
+                    start=start,
+                    end=stop,
+                    on_step=steps.step,
+                    on_rows=steps.rows,
+                    on_progress=steps.progress,
                 )[0],
                 label="backfilling",
                 wait=wait,

@@ -402,3 +402,28 @@ def test_history_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     result = headwater(*args, "--output", tmp_path / "u.parquet")
     assert ok(result) == f"wrote 1 rows to {tmp_path / 'u.parquet'}\n"
     assert result.stderr == ""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a pseudo-terminal")
+def test_a_terminal_shows_how_far_a_file_read_has_come(tmp_path: Path) -> None:
+    import re
+
+    import duckdb
+
+    root = project(tmp_path)
+    # A file source large enough to take about a second: read inside DuckDB queries.
+    duckdb.sql(
+        "COPY (SELECT i % 1000 AS user_id, TIMESTAMPTZ '2024-01-01 00:00:00+00' "
+        "+ to_seconds(i % 8640000) AS ts, (i % 97)::DOUBLE AS amount "
+        f"FROM range(8000000) t(i)) TO '{root / 'data' / 'events.parquet'}' (FORMAT parquet)"
+    )
+    ok(headwater("apply", "--repo", root))
+    code, text = in_terminal("run", "c_daily", "--repo", root)
+    assert code == 0, text
+    shown = re.findall(r"(reading events|computing c_daily|writing c_daily) · (\d+)%", text)
+    assert shown, text
+    assert all(0 <= int(percent) <= 100 for _, percent in shown), shown
+    assert "c_daily: 8000000 rows in, " in text
+    # Piped: the same run prints its lines only.
+    result = headwater("run", "c_daily", "--full-refresh", "--repo", root)
+    assert "%" not in ok(result) + result.stderr
