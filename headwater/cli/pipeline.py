@@ -196,6 +196,9 @@ def materialize(
         try:
             names = [store.view(name).name for name in views or sorted(store.definitions.views)]
             names = [name for name in names if store.view(name).online]
+            if not names:
+                console.print("no view to materialize: none of them is served online")
+                return
             run_views(
                 console,
                 store,

@@ -156,6 +156,16 @@ def test_materialize_goes_on_past_a_failing_view(tmp_path: Path) -> None:
     assert [r.status for r in runs(root, "a_spend") if r.kind == "materialize"] == ["failed"]
 
 
+def test_materialize_of_views_not_served_online_says_so(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    defs = root / "defs.py"
+    text = defs.read_text()
+    defs.write_text(text.replace('{"amount": "amount"})', '{"amount": "amount"}, online=False)'))
+    ok(headwater("run", "a_spend", "--apply", "--repo", root))
+    out = ok(headwater("materialize", "a_spend", "--repo", root))
+    assert out == "no view to materialize: none of them is served online\n"
+
+
 # ---------------------------------------------------------------------- applied definitions
 def test_run_refuses_definitions_never_applied(tmp_path: Path) -> None:
     root = project(tmp_path)
