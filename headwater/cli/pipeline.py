@@ -34,20 +34,6 @@ def apply(
         store.close()
 
 
-def show_apply(console: Any, report: Any) -> None:
-    diff = report.diff
-    for kind, name in diff.added:
-        console.print(f"[green]+ {kind} {name}[/]")
-    for kind, name, version in diff.changed:
-        console.print(f"[yellow]~ {kind} {name} (version {version})[/]")
-    for kind, name in diff.removed:
-        console.print(f"[red]- {kind} {name}[/]")
-    if not diff.changes():
-        console.print("no changes")
-    suffix = " (dry run)" if report.dry_run else ""
-    console.print(f"{len(report.views)} feature views valid{suffix}")
-
-
 def run_with_progress(label: str, views: list[str], work: Callable[..., Any]) -> list[Any]:
     """``work([view], on_step=...)`` for each view in turn, with a spinner on a terminal."""
     from headwater.cli.progress import Progress
@@ -96,6 +82,7 @@ def run(
     ends (✓ or ✗); a summary closes the run; the exit status is 1 when any view failed.
     """
     from headwater.cli.runs import line, run_views
+    from headwater.cli.versions import show_apply
 
     console = make_console()
     with errors():

@@ -190,6 +190,11 @@ def test_run_refuses_a_definition_changed_since_apply(tmp_path: Path) -> None:
     line = fails(headwater("run", "a_spend", "--repo", root))
     assert "changed since it was last applied" in line
     assert [r.status for r in runs(root, "a_spend")] == []
+    # run --apply shows apply's field-level report, then builds the new table version.
+    defs.write_text(defs.read_text().replace('"no_such_column"', '"amount * 3"'))
+    out = ok(headwater("run", "a_spend", "--apply", "--repo", root))
+    assert "~ feature_view a_spend" in out and "→" in out and "[rows]" in out, out
+    assert "✓ a_spend: 4 rows in" in out
 
 
 # ---------------------------------------------------------------------- one run per view
