@@ -89,6 +89,13 @@ def runs(root: Path, view: str) -> list[Any]:
         return registry.runs(view)
 
 
+def default_sigint() -> None:
+    """In a child before exec: Ctrl-C as a terminal gives it. A job started in the background by
+    a shell without job control (as CI may run the tests) inherits SIGINT *ignored*, and an
+    ignored signal stays ignored across exec — headwater rightly leaves it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [HEADWATER, *map(str, args)],
@@ -96,6 +103,7 @@ def start(*args: str | Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 
@@ -344,6 +352,7 @@ def test_a_terminal_shows_the_step_under_way(tmp_path: Path) -> None:
     ok(headwater("apply", "--repo", root))
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command on a terminal
+        default_sigint()
         env = {**environment(), "TERM": "xterm"}
         os.execve(HEADWATER, [HEADWATER, "run", "slow", "--repo", str(root)], env)
     seen = b""
@@ -372,6 +381,7 @@ def in_terminal(*args: str | Path, timeout: float = 120) -> tuple[int, str]:
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command on a terminal
+        default_sigint()
         env = {**environment(), "TERM": "xterm"}
         os.execve(HEADWATER, [HEADWATER, *map(str, args)], env)
     seen = b""
