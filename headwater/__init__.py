@@ -60,26 +60,8 @@ __all__ = [
 ]
 
 
-_DEFINITIONS = {
-    "Avg",
-    "Count",
-    "CountDistinct",
-    "Entity",
-    "FeatureView",
-    "FileSource",
-    "Hopping",
-    "KafkaSource",
-    "Last",
-    "Max",
-    "Min",
-    "PostgresSink",
-    "PostgresSource",
-    "RedshiftSink",
-    "RedshiftSource",
-    "SqliteSource",
-    "Sum",
-    "Tumbling",
-}
+_DEFINITIONS = frozenset(__all__) - {"FeatureStore", "__version__", "checks", "transforms"}
+"""The public names that come from :mod:`headwater.definitions`."""
 
 
 def __getattr__(name: str) -> Any:

@@ -96,9 +96,15 @@ def mark_interrupted() -> None:
     first = not _interrupted
     _interrupted.append(True)
     if first:
-        for hook in list(_interrupt_hooks):
-            with contextlib.suppress(Exception):  # best effort: the interrupt goes on anyway
-                hook()
+        interrupt_work()
+
+
+def interrupt_work() -> None:
+    """Call the hooks given to :func:`on_interrupt` (again: work started after the first call,
+    such as a query that began a moment after the signal, is stopped by a later one)."""
+    for hook in list(_interrupt_hooks):
+        with contextlib.suppress(Exception):  # best effort: the interrupt goes on anyway
+            hook()
 
 
 def on_interrupt(hook: Callable[[], None]) -> None:

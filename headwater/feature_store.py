@@ -222,19 +222,28 @@ class FeatureStore:
         full_refresh: bool = False,
         on_step: Callable[[str], None] | None = None,
         on_rows: Callable[[int], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
         require_applied: bool = False,
     ) -> list[RunResult]:
         """Compute views from their sources into the offline store (all views by default).
 
         With ``require_applied`` a view whose definition differs from the applied one (or was
-        never applied) is refused before anything runs (``headwater run`` does this)."""
+        never applied) is refused before anything runs (``headwater run`` does this).
+        ``on_step``, ``on_rows`` and ``on_progress`` follow a run as it goes
+        (:meth:`Runner.run <headwater.orchestration.runner.Runner.run>`)."""
         from headwater.orchestration.runner import Runner
 
         if require_applied:
             self.require_applied(views)
         runner = Runner(self.config, self.registry, self.offline, self.engine)
         return [
-            runner.run(view, full_refresh=full_refresh, on_step=on_step, on_rows=on_rows)
+            runner.run(
+                view,
+                full_refresh=full_refresh,
+                on_step=on_step,
+                on_rows=on_rows,
+                on_progress=on_progress,
+            )
             for view in self._select(views)
         ]
 
@@ -266,6 +275,7 @@ class FeatureStore:
         end: datetime,
         on_step: Callable[[str], None] | None = None,
         on_rows: Callable[[int], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> list[RunResult]:
         """Recompute the rows of ``views`` whose event_timestamp is in ``[start, end)``.
 
@@ -287,7 +297,9 @@ class FeatureStore:
         period = (int(start.timestamp() * 1000), int(end.timestamp() * 1000))
         runner = Runner(self.config, self.registry, self.offline, self.engine)
         return [
-            runner.run(view, time_range=period, on_step=on_step, on_rows=on_rows)
+            runner.run(
+                view, time_range=period, on_step=on_step, on_rows=on_rows, on_progress=on_progress
+            )
             for view in self._select(views)
         ]
 

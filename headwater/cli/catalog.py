@@ -20,19 +20,34 @@ _STATES = {"success": "green", "failed": "red", "aborted": "red", "interrupted":
 
 @app.command()
 def views(repo: Repo = Path("."), as_json: Json = False) -> None:
-    """Feature views of the project: shape, entity, keys, source, window, features."""
+    """Feature views of the project: shape, entity, keys, source, window, features, applied
+    version and table version (serving, and the one being built when one waits)."""
+    from headwater.cli.versions import table_cell, table_versions
+
     with errors():
         store = open_store(repo)
         found = [store.definitions.views[name] for name in sorted(store.definitions.views)]
         applied = {n: store.registry.definition("feature_view", n) for n in store.definitions.views}
+        tables = {n: table_versions(store.registry, n) for n in store.definitions.views}
         store.close()
     if as_json:
         print_json(
-            [v.to_spec() | {"version": _version(applied[v.name])} for v in found],
+            [v.to_spec() | {"version": _version(applied[v.name])} | tables[v.name] for v in found],
         )
         return
     print_table(
-        ("view", "shape", "entity", "keys", "source", "window", "ttl", "features", "version"),
+        (
+            "view",
+            "shape",
+            "entity",
+            "keys",
+            "source",
+            "window",
+            "ttl",
+            "features",
+            "version",
+            "table version",
+        ),
         [
             [
                 v.name,
@@ -44,6 +59,7 @@ def views(repo: Repo = Path("."), as_json: Json = False) -> None:
                 _duration(v.ttl_ms),
                 ", ".join(v.feature_names),
                 _version_cell(applied[v.name]),
+                table_cell(tables[v.name]),
             ]
             for v in found
         ],
@@ -52,12 +68,15 @@ def views(repo: Repo = Path("."), as_json: Json = False) -> None:
 
 @app.command()
 def describe(view: ViewName, repo: Repo = Path("."), as_json: Json = False) -> None:
-    """One feature view: its definition, applied version and output columns."""
+    """One feature view: its definition, applied version, table version and output columns."""
+    from headwater.cli.versions import table_cell, table_versions
+
     with errors():
         store = open_store(repo)
         definition = store.view(view)
         applied = store.registry.definition("feature_view", definition.name)
         schema = store.registry.schema(definition.name)
+        tables = table_versions(store.registry, definition.name)
         store.close()
     columns = [] if schema is None else [(f.name, str(f.type)) for f in schema]
     if as_json:
@@ -66,6 +85,7 @@ def describe(view: ViewName, repo: Repo = Path("."), as_json: Json = False) -> N
                 "view": definition.name,
                 "version": _version(applied),
                 "applied_at": None if applied is None else applied.applied_at,
+                **tables,
                 "spec": definition.to_spec(),
                 "source": definition.source.to_spec(),
                 "columns": [{"name": n, "type": t} for n, t in columns],
@@ -82,6 +102,7 @@ def describe(view: ViewName, repo: Repo = Path("."), as_json: Json = False) -> N
         ("ttl", _duration(definition.ttl_ms)),
         ("stores", ", ".join(s for s, on in _stores(definition) if on) or "-"),
         ("version", _version_cell(applied)),
+        ("table version", table_cell(tables)),
     ]
     if definition.description:
         fields.append(("description", definition.description))

@@ -6,8 +6,9 @@ argument parsing) nothing needs cleaning up, so an interrupt ends the process at
 recorded ``interrupted`` and connections close; the process is also marked interrupted
 (:func:`headwater.errors.mark_interrupted`), since DuckDB turns the interrupt into a
 ``RuntimeError: Query interrupted`` of its own, and a thread woken by the signal interrupts
-work the main thread cannot leave (DuckDB queries pulled by native writers). A second Ctrl-C
-ends the process at once.
+work the main thread cannot leave (DuckDB queries pulled by native writers) — again every
+0.2 s, for work that started just after the signal — and ends a process that is still alive
+after :data:`GRACE_S`. A second Ctrl-C ends the process at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import sys
 import threading
 from types import FrameType
 
-_state = {"inside": 0, "told": False, "seen": False}
+_state = {"inside": 0, "told": False, "seen": False, "insisting": False}
+
+GRACE_S = 20.0
+"""Seconds an interrupted command has to record its run and close before it is ended."""
 
 
 def install() -> None:
@@ -48,6 +52,24 @@ def _watch(read: int) -> None:
             return
         if signal.SIGINT in data:
             mark_interrupted()
+            if not _state["insisting"]:
+                _state["insisting"] = True
+                threading.Thread(target=_insist, name="interrupts-insist", daemon=True).start()
+
+
+def _insist() -> None:
+    """Stop work again and again until the process ends: the signal may land a moment before a
+    native call (a query, a writer pulling rows) that Python's handler cannot reach. A process
+    still alive :data:`GRACE_S` after the interrupt ends at once, as a second Ctrl-C would."""
+    import time
+
+    from headwater.errors import interrupt_work
+
+    deadline = time.monotonic() + GRACE_S
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        interrupt_work()
+    stop()
 
 
 def _on_interrupt(signum: int, frame: FrameType | None) -> None:

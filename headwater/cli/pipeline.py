@@ -34,20 +34,6 @@ def apply(
         store.close()
 
 
-def show_apply(console: Any, report: Any) -> None:
-    diff = report.diff
-    for kind, name in diff.added:
-        console.print(f"[green]+ {kind} {name}[/]")
-    for kind, name, version in diff.changed:
-        console.print(f"[yellow]~ {kind} {name} (version {version})[/]")
-    for kind, name in diff.removed:
-        console.print(f"[red]- {kind} {name}[/]")
-    if not diff.changes():
-        console.print("no changes")
-    suffix = " (dry run)" if report.dry_run else ""
-    console.print(f"{len(report.views)} feature views valid{suffix}")
-
-
 def run_with_progress(label: str, views: list[str], work: Callable[..., Any]) -> list[Any]:
     """``work([view], on_step=...)`` for each view in turn, with a spinner on a terminal."""
     from headwater.cli.progress import Progress
@@ -95,7 +81,8 @@ def run(
     Each view runs on its own: a failed view does not stop the others. Each prints a line as it
     ends (✓ or ✗); a summary closes the run; the exit status is 1 when any view failed.
     """
-    from headwater.cli.runs import run_views
+    from headwater.cli.runs import line, run_views
+    from headwater.cli.versions import show_apply
 
     console = make_console()
     with errors():
@@ -113,10 +100,15 @@ def run(
                 store,
                 names,
                 lambda name, steps: store.run(
-                    [name], full_refresh=full_refresh, on_step=steps.step, on_rows=steps.rows
+                    [name],
+                    full_refresh=full_refresh,
+                    on_step=steps.step,
+                    on_rows=steps.rows,
+                    on_progress=steps.progress,
                 )[0],
                 label="running",
                 wait=wait,
+                show=lambda result: line(store, result),
             )
         finally:
             store.close()
@@ -138,7 +130,7 @@ def backfill(
     """Recompute the rows of a period (sources re-read; cursors untouched)."""
     from datetime import UTC
 
-    from headwater.cli.runs import run_views
+    from headwater.cli.runs import line, run_views
 
     console = make_console()
     with errors():
@@ -154,10 +146,16 @@ def backfill(
                 store,
                 names,
                 lambda name, steps: store.backfill(
-                    [name], start=start, end=stop, on_step=steps.step, on_rows=steps.rows
+                    [name],
+                    start=start,
+                    end=stop,
+                    on_step=steps.step,
+                    on_rows=steps.rows,
+                    on_progress=steps.progress,
                 )[0],
                 label="backfilling",
                 wait=wait,
+                show=lambda result: line(store, result),
             )
         finally:
             store.close()
@@ -171,15 +169,35 @@ def materialize(
         bool, typer.Option(help="Clear the online view and reload it from all history.")
     ] = False,
 ) -> None:
-    """Copy the latest offline rows per entity into the online store."""
+    """Copy the latest offline rows per entity into the online store.
+
+    Each view is materialized on its own: a failed view does not stop the others. Each prints
+    a line as it ends (✓ or ✗); a summary closes the command; the exit status is 1 when any
+    view failed.
+    """
+    from headwater.cli.runs import run_views
+
     console = make_console()
     with errors():
         store = open_store(repo)
-        for result in store.materialize(views, full_refresh=full_refresh):
-            console.print(
-                f"[green]✓[/] {result.view}: {result.entities} entities ({result.seconds:.2f}s)"
+        try:
+            names = [store.view(name).name for name in views or sorted(store.definitions.views)]
+            names = [name for name in names if store.view(name).online]
+            if not names:
+                console.print("no view to materialize: none of them is served online")
+                return
+            run_views(
+                console,
+                store,
+                names,
+                lambda name, _steps: store.materialize([name], full_refresh=full_refresh)[0],
+                label="materializing",
+                show=lambda result: (
+                    f"[green]✓[/] {result.view}: {result.entities} entities ({result.seconds:.2f}s)"
+                ),
             )
-        store.close()
+        finally:
+            store.close()
 
 
 @app.command()

@@ -1,7 +1,9 @@
 """Progress of long commands (``run``, ``backfill``, ``history``, ``quickstart``).
 
 On a terminal (stdout and stderr both), a spinner line on stderr shows the step under way and,
-while a source is read, the rows read so far and their rate; it is cleared at the end. When
+while a source is read, the rows read so far and their rate (database and Kafka sources, as
+they stream) or how far the DuckDB query under way has come (file sources, read inside DuckDB:
+``reading events · 42%``, then the rows once counted); it is cleared at the end. When
 output goes to a file or a pipe (cron, CI, ``| tee``) there is no spinner and no control
 character: only the plain lines each command prints as things finish.
 """
@@ -24,17 +26,28 @@ def interactive() -> bool:
 
 
 class Steps:
-    """What one task tells its spinner: ``step(message)`` and ``rows(count)``."""
+    """What one task tells its spinner: ``step(message)``, ``rows(count)`` and
+    ``percent(value)`` (of the DuckDB query under way; :attr:`progress` is ``None`` when
+    nothing is shown, so nothing polls for it)."""
 
-    def __init__(self, update: Callable[[str], None], label: str) -> None:
+    def __init__(self, update: Callable[[str], None], label: str, *, live: bool = False) -> None:
         self._update = update
         self._step = label
+        self._live = live
         self._started = time.perf_counter()
         self._shown = 0.0
+        self._rows = ""
+        self._percent: float | None = None
+
+    @property
+    def progress(self) -> Callable[[float], None] | None:
+        """:meth:`percent` on a terminal; ``None`` otherwise."""
+        return self.percent if self._live else None
 
     def step(self, message: str) -> None:
         self._step = message
-        self._update(message)
+        self._percent = None
+        self._update(self._line())
 
     def rows(self, count: int) -> None:
         now = time.perf_counter()
@@ -42,7 +55,21 @@ class Steps:
             return
         self._shown = now
         seconds = max(now - self._started, 1e-6)
-        self._update(f"{self._step} · {count:,} rows · {count / seconds:,.0f} rows/s")
+        self._rows = f"{count:,} rows · {count / seconds:,.0f} rows/s"
+        self._update(self._line())
+
+    def percent(self, value: float) -> None:
+        """The query under way is ``value`` percent done (told about ten times a second)."""
+        self._percent = value
+        self._update(self._line())
+
+    def _line(self) -> str:
+        parts = [self._step]
+        if self._percent is not None:
+            parts.append(f"{self._percent:.0f}%")
+        if self._rows:
+            parts.append(self._rows)
+        return " · ".join(parts)
 
 
 class Progress:
@@ -81,7 +108,7 @@ class Progress:
             return
         task = bar.add_task(label, total=None)
         try:
-            yield Steps(lambda message: bar.update(task, description=message), label)
+            yield Steps(lambda message: bar.update(task, description=message), label, live=True)
         finally:
             bar.remove_task(task)
 

@@ -179,7 +179,9 @@ def _build(
             console.print(f"applied {len(report.views)} feature views")
             for view in sorted(store.definitions.views):
                 with progress.task(f"running {view}") as steps:
-                    (result,) = store.run([view], on_step=steps.step, on_rows=steps.rows)
+                    (result,) = store.run(
+                        [view], on_step=steps.step, on_rows=steps.rows, on_progress=steps.progress
+                    )
                 progress.print(
                     console,
                     f"  ran {result.view}: {result.rows_in} rows in → {result.inserted} rows "

@@ -142,14 +142,28 @@ def status(repo: Repo = Path("."), as_json: Json = False) -> None:
     """Feature views with their last run, row counts and freshness."""
     from datetime import UTC
 
+    from headwater.cli.versions import table_cell, table_versions
+
     with errors():
         store = open_store(repo)
         rows = store.status()
+        tables = {r.name: table_versions(store.registry, r.name) for r in rows}
         store.close()
     if as_json:
-        print_json({"project": store.config.project, "views": [_status_json(r) for r in rows]})
+        views = [_status_json(r) | tables[r.name] for r in rows]
+        print_json({"project": store.config.project, "views": views})
         return
-    columns = ("view", "shape", "entity", "source", "last run", "rows", "newest event", "age")
+    columns = (
+        "view",
+        "shape",
+        "entity",
+        "source",
+        "table version",
+        "last run",
+        "rows",
+        "newest event",
+        "age",
+    )
     now = datetime.now(UTC)
     table: list[list[Cell]] = []
     for item in rows:
@@ -165,6 +179,7 @@ def status(repo: Repo = Path("."), as_json: Json = False) -> None:
                 item.shape,
                 item.entity,
                 item.source,
+                table_cell(tables[item.name]),
                 run_cell,
                 str(item.offline_rows),
                 "-" if newest is None else f"{newest:%Y-%m-%d %H:%M:%S}",

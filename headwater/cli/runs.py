@@ -1,4 +1,5 @@
-"""How ``headwater run`` and ``backfill`` go through their views and say what happened.
+"""How ``headwater run``, ``backfill`` and ``materialize`` go through their views and say what
+happened.
 
 Views run one after the other, each on its own: a failed view is reported and the next one
 runs (no view reads another view's output, so no view depends on another). Each view prints
@@ -7,7 +8,8 @@ one line as it ends, on stdout:
     ✓ spend: 6 rows in, 3 inserted, 0 updated, 0 deleted, 3 quarantined → PATH (0.12s)
     ✗ daily: view 'daily': run 0190… failed: … (0.40s)
 
-and a summary closes the run (``2 views: 1 succeeded, 1 failed (daily) in 0.52s``). When a
+and a summary closes the run (``2 views: 1 succeeded, 1 failed (daily) in 0.52s``).
+``materialize`` prints its own ✓ line (``✓ spend: 3 entities (0.05s)``) the same way. When a
 view failed, one ``error:`` line on stderr says which, and the exit status is 1. A view another
 run holds (:class:`~headwater.errors.ViewBusy`) is waited for up to ``--wait`` seconds.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -28,18 +30,22 @@ if TYPE_CHECKING:
     from headwater.feature_store import FeatureStore
     from headwater.orchestration.runner import RunResult
 
+T = TypeVar("T")
+
 
 def run_views(
     console: Any,
     store: FeatureStore,
     names: list[str],
-    work: Callable[[str, Steps], RunResult],
+    work: Callable[[str, Steps], T],
     *,
     label: str,
     wait: float = 0.0,
+    show: Callable[[T], str],
 ) -> None:
-    """Run ``work(name, steps)`` for each view, printing a line per view and a summary; exit
-    with status 1 (after the summary) when any view failed."""
+    """Run ``work(name, steps)`` for each view, printing a line per view (``show(result)``,
+    e.g. a run's ✓ line :func:`line`) and a summary; exit with status 1 (after the summary) when any
+    view failed."""
     from headwater.errors import ViewBusy, was_interrupted
 
     started = time.perf_counter()
@@ -64,7 +70,7 @@ def run_views(
                 seconds = time.perf_counter() - began
                 progress.print(console, f"[red]✗[/] {name}: {escape(message)} ({seconds:.2f}s)")
                 continue
-            progress.print(console, line(store, result))
+            progress.print(console, show(result))
     total = time.perf_counter() - started
     done = len(names) - len(failed)
     noun = "view" if len(names) == 1 else "views"
@@ -78,7 +84,10 @@ def run_views(
         soft_wrap=True,
     )
     if len(failed) == 1:
-        typer.echo(f"error: {failed[0][1]}", err=True)
+        name, message = failed[0]
+        if f"'{name}'" not in message:
+            message = f"view '{name}': {message}"
+        typer.echo(f"error: {message}", err=True)
     else:
         typer.echo(
             f"error: {len(failed)} of {len(names)} views failed: {names_failed} — fix: see the "
@@ -100,9 +109,7 @@ def _ours(exc: Exception) -> bool:
     return isinstance(exc, HeadwaterError)
 
 
-def _waiting(
-    work: Callable[[str, Steps], RunResult], name: str, steps: Steps, wait: float
-) -> RunResult:
+def _waiting(work: Callable[[str, Steps], T], name: str, steps: Steps, wait: float) -> T:
     """``work(name, steps)``, tried again every second for up to ``wait`` seconds while
     another run holds the view."""
     from headwater.errors import ViewBusy
@@ -131,6 +138,10 @@ def line(store: FeatureStore, result: RunResult) -> str:
         if result.rows_skipped:
             kept += f" ({result.rows_skipped} without a join key or event time)"
         parts.append(f"[yellow]{kept}[/]")
+    if result.details.get("built"):
+        parts.append(
+            f"[cyan]built table version {result.details['table_version']} (now serving)[/]"
+        )
     return f"[green]✓[/] {result.view}: {', '.join(parts)} ({result.seconds:.2f}s)"
 
 

@@ -10,7 +10,29 @@ import typer
 from headwater.cli.app import Repo, app, errors, make_console, open_store
 
 if TYPE_CHECKING:
+    from headwater.cli.output import Cell
     from headwater.feature_store import ApplyReport
+    from headwater.stores.registry import Registry
+
+
+def table_versions(registry: Registry, view: str) -> dict[str, int | None]:
+    """``{"table_version": N, "building_table_version": M}``: the table version serving
+    ``view``'s reads (``None`` before its first ``apply``) and the one waiting to be built by
+    its next run (``None`` when none waits)."""
+    serving = registry.serving_version(view)
+    building = registry.building_version(view)
+    return {
+        "table_version": None if serving is None else serving.version,
+        "building_table_version": None if building is None else building.version,
+    }
+
+
+def table_cell(versions: dict[str, int | None]) -> Cell:
+    """``2``, or ``2 (3 building)`` in yellow while a new version waits; ``-`` before any."""
+    serving, building = versions["table_version"], versions["building_table_version"]
+    if building is None:
+        return "-" if serving is None else str(serving)
+    return (f"{'-' if serving is None else serving} ({building} building)", "yellow")
 
 
 def parse_pins(items: list[str]) -> dict[str, int]:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from headwater.connectors import open_connector
 from headwater.connectors.base import StreamScan, read_failure
+from headwater.engines.progress import watch_queries
 from headwater.errors import DefinitionError, HeadwaterError, RunFailed
 from headwater.observability import get_logger
 from headwater.orchestration.fitting import fitted_statistics
@@ -93,12 +94,16 @@ class Runner:
         time_range: tuple[int, int] | None = None,
         on_step: Callable[[str], None] | None = None,
         on_rows: Callable[[int], None] | None = None,
+        on_progress: Callable[[float], None] | None = None,
     ) -> RunResult:
         """Run ``view``; with ``time_range`` (a backfill) only rows in ``[start, end)`` are
         recomputed, from a full read of the source, and no cursor is read or committed.
 
         ``on_step`` is told each step (``reading events``, ``writing spend``); ``on_rows`` the
-        rows read so far, while a streamed source is read and once the count is known."""
+        rows read so far, while a streamed source is read and once the count is known;
+        ``on_progress`` the percent done of the DuckDB query under way while a source read
+        inside DuckDB (files) is counted, computed and written (polled from a thread:
+        :mod:`headwater.engines.progress`)."""
         step = on_step or (lambda _msg: None)
         rows = on_rows or (lambda _rows: None)
         kind = "run" if time_range is None else "backfill"
@@ -111,7 +116,9 @@ class Runner:
             with recorded as run:
                 con = self.engine.connect()
                 try:
-                    result = self._run(con, view, run.run_id, full_refresh, time_range, step, rows)
+                    result = self._run(
+                        con, view, run.run_id, full_refresh, time_range, step, rows, on_progress
+                    )
                 finally:
                     con.close()
                 result.seconds = time.perf_counter() - started
@@ -144,6 +151,7 @@ class Runner:
         time_range: tuple[int, int] | None,
         step: Callable[[str], None],
         on_rows: Callable[[int], None],
+        on_progress: Callable[[float], None] | None = None,
     ) -> RunResult:
         connector = open_connector(view.source, self.project)
         # The table version written: a new one (changed definition, full refresh) is built
@@ -206,31 +214,38 @@ class Runner:
             # move past a run that set aside too much.
             self._judge(view, rows_in, gate.rows_quarantined, skipped)
         else:
-            scan, relation = self._read(
-                con, connector, checkpoint, view.name, run_id, scan, on_rows
-            )
-            relation = gate.source(relation)
-            # Cleaning steps of the view, on the rows that passed the source checks.
-            statistics = fitted_statistics(con, view, project=self.project, registry=self.registry)
-            cleaned = apply_transforms(con, view, relation, statistics=statistics, run_id=run_id)
-            relation = cleaned.relation
-            rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
-            if skipped:
-                gate.set_aside_unplaceable(relation)
-            rows_in += gate.rows_quarantined - skipped + cleaned.rows_removed
-            on_rows(rows_in)
-            self._judge(view, rows_in, gate.rows_quarantined, skipped)
-            step(f"computing {view.name}")
-            if landing is not None:
-                output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
-            else:
-                output = self.engine.compute(
-                    con, view, relation, time_range=time_range, ordered=True
+            # Read inside DuckDB queries (a file source): their progress is all there is to show.
+            watch = None if scan.one_shot else on_progress
+            with watch_queries(con, watch):
+                scan, relation = self._read(
+                    con, connector, checkpoint, view.name, run_id, scan, on_rows
                 )
-            output = gate.output(output)  # view checks, before anything is written
-            step(f"writing {view.name}")
-            seq = self.registry.next_seq()
-            stats = self.offline.write(into.view, output, seq=seq)
+                relation = gate.source(relation)
+                # Cleaning steps of the view, on the rows that passed the source checks.
+                statistics = fitted_statistics(
+                    con, view, project=self.project, registry=self.registry
+                )
+                cleaned = apply_transforms(
+                    con, view, relation, statistics=statistics, run_id=run_id
+                )
+                relation = cleaned.relation
+                rows_in, skipped = self.engine.unplaceable_rows(con, view, relation)
+                if skipped:
+                    gate.set_aside_unplaceable(relation)
+                rows_in += gate.rows_quarantined - skipped + cleaned.rows_removed
+                on_rows(rows_in)
+                self._judge(view, rows_in, gate.rows_quarantined, skipped)
+                step(f"computing {view.name}")
+                if landing is not None:
+                    output = landing.apply(con, self.engine, relation, fresh=checkpoint is None)
+                else:
+                    output = self.engine.compute(
+                        con, view, relation, time_range=time_range, ordered=True
+                    )
+                output = gate.output(output)  # view checks, before anything is written
+                step(f"writing {view.name}")
+                seq = self.registry.next_seq()
+                stats = self.offline.write(into.view, output, seq=seq)
         if skipped:
             log.info(
                 "rows without an event time or join key were quarantined",

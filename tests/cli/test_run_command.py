@@ -89,6 +89,13 @@ def runs(root: Path, view: str) -> list[Any]:
         return registry.runs(view)
 
 
+def default_sigint() -> None:
+    """In a child before exec: Ctrl-C as a terminal gives it. A job started in the background by
+    a shell without job control (as CI may run the tests) inherits SIGINT *ignored*, and an
+    ignored signal stays ignored across exec — headwater rightly leaves it so."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str | Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [HEADWATER, *map(str, args)],
@@ -96,6 +103,7 @@ def start(*args: str | Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 
@@ -138,6 +146,34 @@ def test_two_failing_views_end_in_one_error_line(tmp_path: Path) -> None:
     assert lines[-1].startswith("2 views: 0 succeeded, 2 failed (a_spend, c_daily) in ")
 
 
+def test_materialize_goes_on_past_a_failing_view(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    ok(headwater("run", "a_spend", "c_daily", "--apply", "--repo", root))
+    # a_spend's offline table is damaged: its materialization fails, c_daily's still runs.
+    (damaged,) = (root / "data" / "offline" / "a_spend").rglob("*.parquet")
+    damaged.write_bytes(b"not a parquet file")
+    result = headwater("materialize", "a_spend", "c_daily", "--repo", root)
+    line = fails(result)
+    assert line.startswith("error: view 'a_spend': unexpected InvalidInputException: ")
+    assert "Parquet magic bytes not found" in line
+    lines = result.stdout.splitlines()
+    assert [x.split(":")[0] for x in lines] == ["✗ a_spend", "✓ c_daily", "2 views"]
+    assert lines[1].startswith("✓ c_daily: 3 entities (")
+    assert lines[2].startswith("2 views: 1 succeeded, 1 failed (a_spend) in ")
+    assert [r.status for r in runs(root, "c_daily") if r.kind == "materialize"] == ["success"]
+    assert [r.status for r in runs(root, "a_spend") if r.kind == "materialize"] == ["failed"]
+
+
+def test_materialize_of_views_not_served_online_says_so(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    defs = root / "defs.py"
+    text = defs.read_text()
+    defs.write_text(text.replace('{"amount": "amount"})', '{"amount": "amount"}, online=False)'))
+    ok(headwater("run", "a_spend", "--apply", "--repo", root))
+    out = ok(headwater("materialize", "a_spend", "--repo", root))
+    assert out == "no view to materialize: none of them is served online\n"
+
+
 # ---------------------------------------------------------------------- applied definitions
 def test_run_refuses_definitions_never_applied(tmp_path: Path) -> None:
     root = project(tmp_path)
@@ -162,6 +198,11 @@ def test_run_refuses_a_definition_changed_since_apply(tmp_path: Path) -> None:
     line = fails(headwater("run", "a_spend", "--repo", root))
     assert "changed since it was last applied" in line
     assert [r.status for r in runs(root, "a_spend")] == []
+    # run --apply shows apply's field-level report, then builds the new table version.
+    defs.write_text(defs.read_text().replace('"no_such_column"', '"amount * 3"'))
+    out = ok(headwater("run", "a_spend", "--apply", "--repo", root))
+    assert "~ feature_view a_spend" in out and "→" in out and "[rows]" in out, out
+    assert "✓ a_spend: 4 rows in" in out
 
 
 # ---------------------------------------------------------------------- one run per view
@@ -311,6 +352,7 @@ def test_a_terminal_shows_the_step_under_way(tmp_path: Path) -> None:
     ok(headwater("apply", "--repo", root))
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command on a terminal
+        default_sigint()
         env = {**environment(), "TERM": "xterm"}
         os.execve(HEADWATER, [HEADWATER, "run", "slow", "--repo", str(root)], env)
     seen = b""
@@ -339,6 +381,7 @@ def in_terminal(*args: str | Path, timeout: float = 120) -> tuple[int, str]:
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command on a terminal
+        default_sigint()
         env = {**environment(), "TERM": "xterm"}
         os.execve(HEADWATER, [HEADWATER, *map(str, args)], env)
     seen = b""
@@ -384,3 +427,28 @@ def test_history_shows_progress_on_a_terminal(tmp_path: Path) -> None:
     result = headwater(*args, "--output", tmp_path / "u.parquet")
     assert ok(result) == f"wrote 1 rows to {tmp_path / 'u.parquet'}\n"
     assert result.stderr == ""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a pseudo-terminal")
+def test_a_terminal_shows_how_far_a_file_read_has_come(tmp_path: Path) -> None:
+    import re
+
+    import duckdb
+
+    root = project(tmp_path)
+    # A file source large enough to take about a second: read inside DuckDB queries.
+    duckdb.sql(
+        "COPY (SELECT i % 1000 AS user_id, TIMESTAMPTZ '2024-01-01 00:00:00+00' "
+        "+ to_seconds(i % 8640000) AS ts, (i % 97)::DOUBLE AS amount "
+        f"FROM range(8000000) t(i)) TO '{root / 'data' / 'events.parquet'}' (FORMAT parquet)"
+    )
+    ok(headwater("apply", "--repo", root))
+    code, text = in_terminal("run", "c_daily", "--repo", root)
+    assert code == 0, text
+    shown = re.findall(r"(reading events|computing c_daily|writing c_daily) · (\d+)%", text)
+    assert shown, text
+    assert all(0 <= int(percent) <= 100 for _, percent in shown), shown
+    assert "c_daily: 8000000 rows in, " in text
+    # Piped: the same run prints its lines only.
+    result = headwater("run", "c_daily", "--full-refresh", "--repo", root)
+    assert "%" not in ok(result) + result.stderr

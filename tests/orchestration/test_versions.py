@@ -332,6 +332,43 @@ def test_apply_prints_each_changed_field_old_to_new_and_whether_it_changes_rows(
     assert "nothing to prune" in headwater_cli(project, "prune").stdout
 
 
+def test_table_versions_show_in_run_views_describe_and_status(tmp_path: Path) -> None:
+    project = make_project(
+        tmp_path, {"type": "sqlite", "path": "registry.db"}, {"type": "sqlite", "path": "o.db"}
+    )
+    assert headwater_cli(project, "apply").returncode == 0
+    out = headwater_cli(project, "run").stdout
+    assert "✓ user_orders: " in out and "table version" not in out  # version 1 is written
+    define(project, "1h")
+    assert headwater_cli(project, "apply").returncode == 0
+
+    def shown() -> tuple[Any, Any, Any, Any]:
+        views = json.loads(headwater_cli(project, "views", "--json").stdout)
+        described = json.loads(headwater_cli(project, "describe", "user_orders", "--json").stdout)
+        status = json.loads(headwater_cli(project, "status", "--json").stdout)
+        table = headwater_cli(project, "describe", "user_orders").stdout
+        return views[0], described, status["views"][0], table
+
+    # Version 2 waits to be built: version 1 serves.
+    for document in shown()[:3]:
+        assert document["table_version"] == 1
+        assert document["building_table_version"] == 2
+    assert "1 (2 building)" in shown()[3]
+    assert "1 (2 building)" in headwater_cli(project, "views").stdout
+    assert "1 (2 building)" in headwater_cli(project, "status").stdout
+    result = headwater_cli(project, "run")
+    assert result.returncode == 0, result.stderr
+    (line,) = [x for x in result.stdout.splitlines() if x.startswith("✓ user_orders: ")]
+    assert "built table version 2 (now serving)" in line
+    for document in shown()[:3]:
+        assert document["table_version"] == 2
+        assert document["building_table_version"] is None
+    table = shown()[3]
+    assert "table version" in table and "(2 building)" not in table
+    # The next run writes version 2 in place: nothing built.
+    assert "table version" not in headwater_cli(project, "run").stdout
+
+
 INCREMENTAL = """
 from headwater import Entity, FeatureView, SqliteSource, Sum, Tumbling
 
