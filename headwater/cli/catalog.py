@@ -151,7 +151,6 @@ def runs(
         return
     rows: list[list[Cell]] = []
     for r in records:
-        seconds = None if r.ended_at is None else (r.ended_at - r.started_at).total_seconds()
         rows.append(
             [
                 r.run_id,
@@ -161,7 +160,7 @@ def runs(
                 str(r.rows_in),
                 str(r.rows_out),
                 f"{r.started_at:%Y-%m-%d %H:%M:%S}",
-                "-" if seconds is None else f"{seconds:.2f}s",
+                "-" if r.seconds is None else f"{r.seconds:.2f}s",
             ]
         )
     print_table(("run", "view", "kind", "state", "in", "out", "started", "duration"), rows)

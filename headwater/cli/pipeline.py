@@ -81,37 +81,22 @@ def run(
     Each view runs on its own: a failed view does not stop the others. Each prints a line as it
     ends (✓ or ✗); a summary closes the run; the exit status is 1 when any view failed.
     """
-    from headwater.cli.runs import line, run_views
-    from headwater.cli.versions import show_apply
+    from headwater.cli.runs import compute_views
 
-    console = make_console()
-    with errors():
-        store = open_store(repo)
-        try:
-            names = list(views or sorted(store.definitions.views))
-            for name in names:
-                store.view(name)  # an unknown name stops everything before anything runs
-            if apply_first:
-                show_apply(console, store.apply())
-            else:
-                store.require_applied(names)
-            run_views(
-                console,
-                store,
-                names,
-                lambda name, steps: store.run(
-                    [name],
-                    full_refresh=full_refresh,
-                    on_step=steps.step,
-                    on_rows=steps.rows,
-                    on_progress=steps.progress,
-                )[0],
-                label="running",
-                wait=wait,
-                show=lambda result: line(store, result),
-            )
-        finally:
-            store.close()
+    compute_views(
+        repo,
+        views,
+        lambda store, name, steps: store.run(
+            [name],
+            full_refresh=full_refresh,
+            on_step=steps.step,
+            on_rows=steps.rows,
+            on_progress=steps.progress,
+        )[0],
+        label="running",
+        wait=wait,
+        apply_first=apply_first,
+    )
 
 
 @app.command()
@@ -130,35 +115,23 @@ def backfill(
     """Recompute the rows of a period (sources re-read; cursors untouched)."""
     from datetime import UTC
 
-    from headwater.cli.runs import line, run_views
+    from headwater.cli.runs import compute_views
 
-    console = make_console()
-    with errors():
-        store = open_store(repo)
-        try:
-            names = list(views or sorted(store.definitions.views))
-            for name in names:
-                store.view(name)
-            store.require_applied(names)
-            stop = end or datetime.now(UTC)
-            run_views(
-                console,
-                store,
-                names,
-                lambda name, steps: store.backfill(
-                    [name],
-                    start=start,
-                    end=stop,
-                    on_step=steps.step,
-                    on_rows=steps.rows,
-                    on_progress=steps.progress,
-                )[0],
-                label="backfilling",
-                wait=wait,
-                show=lambda result: line(store, result),
-            )
-        finally:
-            store.close()
+    stop = end or datetime.now(UTC)
+    compute_views(
+        repo,
+        views,
+        lambda store, name, steps: store.backfill(
+            [name],
+            start=start,
+            end=stop,
+            on_step=steps.step,
+            on_rows=steps.rows,
+            on_progress=steps.progress,
+        )[0],
+        label="backfilling",
+        wait=wait,
+    )
 
 
 @app.command()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,8 +13,10 @@ from headwater.cli.entities import parse_entity
 from headwater.cli.output import Cell, jsonable, print_json, print_table, text
 from headwater.cli.pipeline import run_with_progress
 
+if TYPE_CHECKING:
+    from headwater.stores.registry import RunRecord
+
 # ---------------------------------------------------------------------- retrieval
-_jsonable = jsonable
 
 
 @app.command()
@@ -205,8 +207,7 @@ def _status_json(item: Any) -> dict[str, Any]:
     }
 
 
-def _run_json(run: Any) -> dict[str, Any]:
-    seconds = None if run.ended_at is None else (run.ended_at - run.started_at).total_seconds()
+def _run_json(run: RunRecord) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "view": run.view,
@@ -214,7 +215,7 @@ def _run_json(run: Any) -> dict[str, Any]:
         "status": run.status,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
-        "seconds": seconds,
+        "seconds": run.seconds,
         "rows_in": run.rows_in,
         "rows_out": run.rows_out,
         "error": run.error,

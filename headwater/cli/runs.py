@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -95,6 +96,45 @@ def run_views(
             err=True,
         )
     raise typer.Exit(1)
+
+
+def compute_views(
+    repo: Path,
+    views: list[str] | None,
+    compute: Callable[[FeatureStore, str, Steps], RunResult],
+    *,
+    label: str,
+    wait: float,
+    apply_first: bool = False,
+) -> None:
+    """``run`` and ``backfill``: open the project, check the view names (an unknown one stops
+    everything before anything runs), apply first or refuse unapplied definitions, then
+    :func:`run_views` with ``compute(store, name, steps)`` and the run's ✓ :func:`line`."""
+    from headwater.cli.app import errors, make_console, open_store
+    from headwater.cli.versions import show_apply
+
+    console = make_console()
+    with errors():
+        store = open_store(repo)
+        try:
+            names = list(views or sorted(store.definitions.views))
+            for name in names:
+                store.view(name)
+            if apply_first:
+                show_apply(console, store.apply())
+            else:
+                store.require_applied(names)
+            run_views(
+                console,
+                store,
+                names,
+                lambda name, steps: compute(store, name, steps),
+                label=label,
+                wait=wait,
+                show=lambda result: line(store, result),
+            )
+        finally:
+            store.close()
 
 
 def escape(text: str) -> str:

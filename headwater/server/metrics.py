@@ -194,8 +194,8 @@ class ViewCollector(Collector):
                 continue
             success.add_metric(view, 1 if run.status == "success" else 0)
             run_ts.add_metric(view, (run.ended_at or run.started_at).timestamp())
-            if run.ended_at is not None:
-                run_duration.add_metric(view, (run.ended_at - run.started_at).total_seconds())
+            if run.seconds is not None:
+                run_duration.add_metric(view, run.seconds)
             rows_in.add_metric(view, run.rows_in)
             rows_out.add_metric(view, run.rows_out)
             quarantined.add_metric(view, int((run.details or {}).get("rows_quarantined", 0)))

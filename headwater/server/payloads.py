@@ -113,7 +113,6 @@ def online_payload(table: pa.Table) -> dict[str, Any]:
 
 def run_payload(run: RunRecord) -> dict[str, Any]:
     """One run of the run history as JSON."""
-    duration = None if run.ended_at is None else (run.ended_at - run.started_at).total_seconds()
     return {
         "run_id": run.run_id,
         "view": run.view,
@@ -121,7 +120,7 @@ def run_payload(run: RunRecord) -> dict[str, Any]:
         "status": run.status,
         "started_at": run.started_at.isoformat(),
         "ended_at": None if run.ended_at is None else run.ended_at.isoformat(),
-        "duration_seconds": duration,
+        "duration_seconds": run.seconds,
         "rows_in": run.rows_in,
         "rows_out": run.rows_out,
         "error": run.error,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class RunRecord:
     """One pipeline run of a view: ``kind`` is run/backfill/materialize/stream, ``status``
-    running/success/failed/aborted (its process died without finishing it)."""
+    running/success/failed/interrupted/aborted (its process died without finishing it)."""
 
     run_id: str
     view: str
@@ -28,6 +28,11 @@ class RunRecord:
     rows_out: int
     error: str | None
     details: dict[str, Any]
+
+    @property
+    def seconds(self) -> float | None:
+        """How long the run took; ``None`` while it has not ended."""
+        return None if self.ended_at is None else (self.ended_at - self.started_at).total_seconds()
 
 
 @dataclass(frozen=True)
